@@ -1,0 +1,255 @@
+"""Domain types shared by the core, the store, the cluster layer and both adapters.
+
+Plain dataclasses: no protobuf, no SQLAlchemy, no aiohttp here. Adapters convert these
+to wire formats; the store persists them; the cluster layer produces them from custom
+resources. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OperationState(StrEnum):
+    PENDING = "PENDING"      # recorded; the custom resource may not exist yet
+    RUNNING = "RUNNING"      # the custom resource exists and the cluster works on it
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (OperationState.SUCCEEDED, OperationState.FAILED, OperationState.CANCELLED)
+
+
+class OperationType(StrEnum):
+    CREATE_DISK_SNAPSHOT = "CREATE_DISK_SNAPSHOT"
+    DELETE_DISK_SNAPSHOT = "DELETE_DISK_SNAPSHOT"
+    CREATE_VM_SNAPSHOT = "CREATE_VM_SNAPSHOT"
+    DELETE_VM_SNAPSHOT = "DELETE_VM_SNAPSHOT"
+    RESTORE_DISK = "RESTORE_DISK"
+    RESTORE_VM = "RESTORE_VM"
+    CLONE_VM = "CLONE_VM"
+    CREATE_VM_FROM_SNAPSHOT = "CREATE_VM_FROM_SNAPSHOT"
+    EXPORT_DISK = "EXPORT_DISK"
+    EXPORT_DISK_SNAPSHOT = "EXPORT_DISK_SNAPSHOT"
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A Kubernetes object: what a call targets, or the custom resource it wrote."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str = ""
+    message: str = ""
+    last_transition_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    """One entry of a VMOP/VMSOP ``status.resources``: what happened to one object."""
+
+    api_version: str
+    kind: str
+    name: str
+    status: str  # InProgress | Completed | Failed
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class OperationError:
+    code: str     # a core.errors.Code value
+    reason: str   # the cluster's condition reason, or one of ours
+    message: str
+
+
+@dataclass
+class Operation:
+    """A long-running operation (AIP-151). Created PENDING *before* the custom resource
+    is written (write-ahead), then follows the resource's phase to a terminal state."""
+
+    id: str
+    type: OperationType
+    namespace: str
+    target: ResourceRef
+    actor: str
+    request_hash: str
+    state: OperationState = OperationState.PENDING
+    resource: ResourceRef | None = None
+    phase: str = ""
+    conditions: list[Condition] = field(default_factory=list)
+    results: list[ResourceResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: OperationError | None = None
+    request_id: str | None = None
+    # The request as received (JSON-safe), so a crash between recording the operation
+    # and writing the resource can be reconciled by replaying it.
+    request: dict[str, Any] = field(default_factory=dict)
+    create_time: datetime = field(default_factory=utcnow)
+    update_time: datetime = field(default_factory=utcnow)
+    end_time: datetime | None = None
+    # Bumped on every stored change; WatchOperation resumes after a version.
+    version: int = 1
+
+    @property
+    def done(self) -> bool:
+        return self.state.terminal
+
+
+@dataclass(frozen=True)
+class OperationTransition:
+    """One row of an operation's timeline."""
+
+    operation_id: str
+    seq: int
+    state: OperationState
+    phase: str
+    reason: str
+    message: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class OperationFilter:
+    namespace: str | None = None
+    type: OperationType | None = None
+    state: OperationState | None = None
+    actor: str | None = None
+    target_name: str | None = None
+
+
+@dataclass
+class DiskSnapshot:
+    """A VirtualDiskSnapshot as callers see it."""
+
+    namespace: str
+    name: str
+    virtual_disk_name: str
+    required_consistency: bool
+    uid: str = ""
+    phase: str = ""
+    consistent: bool | None = None
+    volume_snapshot_name: str = ""
+    conditions: list[Condition] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    operation_id: str = ""  # from the gateway's annotation, when the gateway made it
+    resource_version: str = ""
+    create_time: datetime | None = None
+    deletion_time: datetime | None = None
+
+
+class WatchEventType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True)
+class DiskSnapshotEvent:
+    type: WatchEventType
+    snapshot: DiskSnapshot
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal. ``subject`` is what the audit log records."""
+
+    subject: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Per-call facts the adapters hand to the core."""
+
+    caller: Caller
+    request_id: str     # correlation id for logs (x-request-id), not the idempotency key
+    protocol: str       # "grpc" | "rest"
+    peer: str = ""
+
+
+class AuditOutcome(StrEnum):
+    SUCCESS = "SUCCESS"
+    DENIED = "DENIED"   # unauthenticated or unauthorized
+    ERROR = "ERROR"     # allowed, but failed (validation, not found, cluster down...)
+
+
+@dataclass(frozen=True)
+class AuditEventDraft:
+    """What the core records; the store adds id, time and the hash chain."""
+
+    actor: str
+    action: str          # the method name, e.g. "CreateDiskSnapshot"
+    outcome: AuditOutcome
+    namespace: str = ""
+    resource: str = ""   # e.g. "disk-snapshots/linux-vm-root-snapshot"
+    protocol: str = ""
+    request_id: str = ""
+    operation_id: str = ""
+    code: str = ""       # error code when outcome != SUCCESS
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # never holds secrets
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int               # monotonic, the hash chain's order
+    time: datetime
+    actor: str
+    action: str
+    outcome: AuditOutcome
+    namespace: str
+    resource: str
+    protocol: str
+    request_id: str
+    operation_id: str
+    code: str
+    reason: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    namespace: str | None = None
+    resource: str | None = None       # prefix match ("disk-snapshots/" or an exact name)
+    action: str | None = None
+    outcome: AuditOutcome | None = None
+    since: datetime | None = None     # inclusive
+    until: datetime | None = None     # exclusive
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    message: str = ""
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str = ""

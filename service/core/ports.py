@@ -1,0 +1,121 @@
+"""What the core needs from the outside world, as Protocols.
+
+The store (``service.store``) and the cluster layer (``service.cluster``) implement
+these; the core depends on nothing else. Tests can run the core against the real
+implementations (SQLite/PostgreSQL, the embedded cluster over HTTP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from service.core.domain import (
+    AuditEvent,
+    AuditEventDraft,
+    AuditFilter,
+    AuditVerification,
+    Operation,
+    OperationFilter,
+    OperationTransition,
+    Page,
+)
+
+# ---------------------------------------------------------------- store
+
+
+class OperationRepository(Protocol):
+    async def create(self, op: Operation, *, reason: str = "Created", message: str = "") -> Operation:
+        """Insert a new operation and its first transition in one transaction (committed
+        on return). Raises ``core.errors`` ALREADY_EXISTS (reason IDEMPOTENCY_RACE) when
+        another operation with the same (actor, request_id) was inserted concurrently."""
+
+    async def get(self, operation_id: str) -> Operation | None: ...
+
+    async def find_by_request_id(self, actor: str, request_id: str) -> Operation | None: ...
+
+    async def save(self, op: Operation, *, reason: str = "", message: str = "") -> Operation:
+        """Persist ``op``'s current fields, bump ``version`` and ``update_time``, and append
+        a transition row when state or phase changed. Returns the stored operation."""
+
+    async def list_page(self, flt: OperationFilter, page_size: int, page_token: str) -> Page[Operation]:
+        """Newest first; keyset pagination on (create_time, id); opaque page tokens."""
+
+    async def transitions(self, operation_id: str) -> list[OperationTransition]: ...
+
+    async def unfinished(self) -> list[Operation]:
+        """Operations not in a terminal state (the reconciler's work list)."""
+
+
+class AuditRepository(Protocol):
+    async def append(self, draft: AuditEventDraft) -> AuditEvent:
+        """Append one event; its hash covers its fields and the previous event's hash.
+        Serialized so the chain has no forks, even with several replicas."""
+
+    async def list_page(self, flt: AuditFilter, page_size: int, page_token: str) -> Page[AuditEvent]:
+        """Oldest first by id; keyset pagination on id."""
+
+    def stream(self, flt: AuditFilter) -> AsyncIterator[AuditEvent]:
+        """Every matching event, oldest first, fetched in batches (bounded memory)."""
+
+    async def verify(self) -> AuditVerification:
+        """Recompute the whole chain in batches; report the first broken link."""
+
+
+# ---------------------------------------------------------------- cluster
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """A Kubernetes resource type the gateway reads or writes."""
+
+    group: str        # "" for core
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: list[dict[str, Any]]
+    continue_token: str
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str                # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: dict[str, Any]   # the full object (for BOOKMARK: only metadata.resourceVersion)
+
+
+class ClusterClient(Protocol):
+    """Kubernetes CRUD and watch over HTTP. Every failure is raised as a
+    ``core.errors.ApiError`` (404 NOT_FOUND, 409 ALREADY_EXISTS/ABORTED, 422
+    INVALID_ARGUMENT with field violations from Status causes, 403 PERMISSION_DENIED,
+    5xx, timeouts and connection errors UNAVAILABLE with a retry hint); never a raw
+    kubernetes_asyncio exception."""
+
+    async def create(self, kind: ResourceKind, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def get(self, kind: ResourceKind, namespace: str, name: str) -> dict[str, Any]: ...
+
+    async def list(self, kind: ResourceKind, namespace: str, *, label_selector: str = "",
+                   limit: int = 0, continue_token: str = "") -> ListResult: ...
+
+    async def delete(self, kind: ResourceKind, namespace: str, name: str) -> dict[str, Any]: ...
+
+    async def patch_merge(self, kind: ResourceKind, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any]: ...
+
+    def watch(self, kind: ResourceKind, namespace: str | None, resource_version: str,
+              *, timeout_seconds: int = 300) -> AsyncIterator[WatchEvent]:
+        """One upstream watch request. Raises ApiError with reason ``WATCH_EXPIRED`` on
+        410 Gone (the caller relists), UNAVAILABLE on a broken connection."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,145 @@
+"""Per-call plumbing shared by every servicer: request id, authentication, error mapping.
+
+``CallRunner.unary`` and ``CallRunner.stream`` wrap a handler so that
+- the request id (``x-request-id``, generated when absent or malformed) is sent back in
+  the initial metadata before anything else, and set for log lines;
+- the caller is authenticated through the facade (audited there);
+- an ``ApiError`` becomes a gRPC status with google.rpc details;
+- anything unexpected becomes INTERNAL with a generic message (logged, never sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+from grpc_status import rpc_status
+
+from service.api.grpc.facade import GatewayFacade
+from service.api.grpc.status import to_rpc_status
+from service.core.domain import RequestContext
+from service.core.errors import ApiError, Code
+from service.log import request_id_var
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+T = TypeVar("T")
+M = TypeVar("M")
+
+# A grpc.aio.ServicerContext: grpcio ships no type stubs in this environment.
+ServicerContext = Any
+
+REQUEST_ID_HEADER = "x-request-id"
+# Echoed back and logged, so only a conservative token is accepted from the client.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def request_id_from(metadata: dict[str, str]) -> str:
+    sent = metadata.get(REQUEST_ID_HEADER, "")
+    return sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+
+
+def metadata_dict(context: ServicerContext) -> dict[str, str]:
+    """Text metadata, lower-cased keys; the first value wins, binary headers are skipped."""
+    result: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, str):
+            result.setdefault(str(key).lower(), value)
+    return result
+
+
+async def abort(context: ServicerContext, err: ApiError, request_id: str) -> NoReturn:
+    await context.abort_with_status(rpc_status.to_status(to_rpc_status(err, request_id)))
+    # abort_with_status always raises; this keeps the NoReturn contract explicit.
+    raise RuntimeError("abort_with_status returned")
+
+
+async def then(awaitable: Awaitable[T], convert: Callable[[T], M]) -> M:
+    """Await a facade call and convert its result to the wire message."""
+    return convert(await awaitable)
+
+
+def internal_error(request_id: str) -> ApiError:
+    return ApiError(Code.INTERNAL, "INTERNAL", f"internal error (request id {request_id})")
+
+
+class CallRunner:
+    def __init__(self, gateway: GatewayFacade) -> None:
+        self.gateway = gateway
+
+    async def _begin(self, context: ServicerContext, action: str) -> tuple[str, RequestContext | ApiError]:
+        metadata = metadata_dict(context)
+        request_id = request_id_from(metadata)
+        request_id_var.set(request_id)
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+        peer = str(context.peer() or "")
+        try:
+            caller = await self.gateway.authenticate(metadata.get("authorization"), action=action, protocol="grpc",
+                                                     peer=peer, request_id=request_id)
+        except ApiError as err:
+            return request_id, err
+        return request_id, RequestContext(caller=caller, request_id=request_id, protocol="grpc", peer=peer)
+
+    async def unary(self, context: ServicerContext, action: str,
+                    handler: Callable[[RequestContext], Awaitable[R]]) -> R:
+        request_id, ctx = await self._begin(context, action)
+        if isinstance(ctx, ApiError):
+            await abort(context, ctx, request_id)
+        failure: ApiError
+        try:
+            return await handler(ctx)
+        except ApiError as err:
+            failure = err
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", action)
+            failure = internal_error(request_id)
+        await abort(context, failure, request_id)
+
+    async def stream(self, context: ServicerContext, action: str,
+                     open_stream: Callable[[RequestContext], AsyncIterator[T]],
+                     convert: Callable[[T], M]) -> AsyncIterator[M]:
+        """Relay a facade stream; stops (and closes the facade's generator) when the
+        caller cancels. The facade checks authorization on the first ``__anext__``."""
+        request_id, ctx = await self._begin(context, action)
+        if isinstance(ctx, ApiError):
+            await abort(context, ctx, request_id)
+        failure: ApiError
+        source = open_stream(ctx)
+        try:
+            async for item in source:
+                yield convert(item)
+            return
+        except ApiError as err:
+            failure = err
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", action)
+            failure = internal_error(request_id)
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await abort(context, failure, request_id)
+
+    async def unimplemented(self, context: ServicerContext, service: str, method: str) -> NoReturn:
+        """Authenticate, let the facade audit the call, then fail with its UNIMPLEMENTED error."""
+        async def handler(ctx: RequestContext) -> ApiError:
+            return await self.gateway.unimplemented(ctx, f"{service}/{method}")
+
+        err = await self.unary(context, method, handler)
+        await abort(context, err, request_id_var.get())
+
+    async def unimplemented_stream(self, context: ServicerContext, service: str, method: str,
+                                   message: type[M]) -> AsyncIterator[M]:
+        """``unimplemented`` for a server-streaming RPC; grpc.aio requires those handlers to be
+        async generator functions, so the servicers relay this (empty) stream."""
+        await self.unimplemented(context, service, method)
+        yield  # never reached; its presence makes this function an async generator

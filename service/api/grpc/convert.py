@@ -1,0 +1,260 @@
+"""Pure conversions between protobuf messages and core objects.
+
+Outbound (domain -> proto) functions take what the core returns; inbound (proto ->
+``service.core.requests``) functions only move fields across. The one rule checked
+here is the wire's own: an enum number the contract does not define is rejected,
+because no core type can carry it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from service.api.grpc_gen.dvp.snapshots.v1 import (
+    audit_service_pb2,
+    common_pb2,
+    operation_pb2,
+    operation_service_pb2,
+    snapshot_service_pb2,
+)
+from service.core.domain import (
+    AuditEvent,
+    AuditOutcome,
+    AuditVerification,
+    Condition,
+    DiskSnapshot,
+    DiskSnapshotEvent,
+    Operation,
+    OperationError,
+    OperationState,
+    OperationTransition,
+    OperationType,
+    ResourceRef,
+    ResourceResult,
+)
+from service.core.errors import FieldViolation, invalid_argument
+from service.core.requests import (
+    CreateDiskSnapshotRequest,
+    DeleteDiskSnapshotRequest,
+    ListAuditEventsRequest,
+    ListOperationsRequest,
+    ListRequest,
+)
+
+E = TypeVar("E", bound=StrEnum)
+N = TypeVar("N", bound=int)  # a generated enum's ValueType
+
+# ---------------------------------------------------------------- scalars
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return ts
+
+
+def datetime_from(msg: Any, field: str) -> datetime | None:
+    """The timestamp ``msg.<field>`` as an aware UTC datetime, None when unset."""
+    if not msg.HasField(field):
+        return None
+    ts: Timestamp = getattr(msg, field)
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def enum_from_proto(domain: type[E], name_of: Callable[[N], str], number: N, field: str) -> E | None:
+    """A proto enum number as the domain enum of the same value names; 0 (UNSPECIFIED)
+    is None, a number the contract does not define is INVALID_ARGUMENT."""
+    if number == 0:
+        return None
+    try:
+        return domain(name_of(number))
+    except ValueError:
+        raise invalid_argument(f"{field}: unknown enum value {number}",
+                               [FieldViolation(field, f"unknown enum value {number}")]) from None
+
+
+# ---------------------------------------------------------------- shared messages
+
+
+def resource_ref(ref: ResourceRef) -> common_pb2.ResourceRef:
+    return common_pb2.ResourceRef(api_version=ref.api_version, kind=ref.kind, name=ref.name,
+                                  namespace=ref.namespace, uid=ref.uid)
+
+
+def resource_ref_from_proto(msg: common_pb2.ResourceRef) -> ResourceRef:
+    return ResourceRef(api_version=msg.api_version, kind=msg.kind, name=msg.name,
+                       namespace=msg.namespace, uid=msg.uid)
+
+
+def condition(cond: Condition) -> common_pb2.Condition:
+    return common_pb2.Condition(type=cond.type, status=cond.status, reason=cond.reason, message=cond.message,
+                                last_transition_time=timestamp(cond.last_transition_time))
+
+
+def condition_from_proto(msg: common_pb2.Condition) -> Condition:
+    return Condition(type=msg.type, status=msg.status, reason=msg.reason, message=msg.message,
+                     last_transition_time=datetime_from(msg, "last_transition_time"))
+
+
+# ---------------------------------------------------------------- operations
+
+
+def operation_state(state: OperationState) -> operation_pb2.Operation.State.ValueType:
+    return operation_pb2.Operation.State.Value(state.value)
+
+
+def operation(op: Operation) -> operation_pb2.Operation:
+    msg = operation_pb2.Operation(
+        id=op.id, type=operation_pb2.Operation.Type.Value(op.type.value), namespace=op.namespace,
+        target=resource_ref(op.target), state=operation_state(op.state), done=op.done, phase=op.phase,
+        conditions=[condition(c) for c in op.conditions],
+        results=[operation_pb2.ResourceResult(api_version=r.api_version, kind=r.kind, name=r.name,
+                                              status=r.status, message=r.message) for r in op.results],
+        warnings=op.warnings, actor=op.actor, request_id=op.request_id or "",
+        create_time=timestamp(op.create_time), update_time=timestamp(op.update_time),
+        end_time=timestamp(op.end_time), version=op.version,
+    )
+    if op.resource is not None:
+        msg.resource.CopyFrom(resource_ref(op.resource))
+    if op.error is not None:
+        msg.error.CopyFrom(operation_pb2.OperationError(code=op.error.code, reason=op.error.reason,
+                                                        message=op.error.message))
+    return msg
+
+
+def operation_from_proto(msg: operation_pb2.Operation) -> Operation:
+    """The inverse of ``operation`` (clients and tests); ``request_hash`` is not on the wire."""
+    created = datetime_from(msg, "create_time")
+    updated = datetime_from(msg, "update_time")
+    return Operation(
+        id=msg.id, type=OperationType(operation_pb2.Operation.Type.Name(msg.type)), namespace=msg.namespace,
+        target=resource_ref_from_proto(msg.target), actor=msg.actor, request_hash="",
+        state=OperationState(operation_pb2.Operation.State.Name(msg.state)),
+        resource=resource_ref_from_proto(msg.resource) if msg.HasField("resource") else None,
+        phase=msg.phase, conditions=[condition_from_proto(c) for c in msg.conditions],
+        results=[ResourceResult(api_version=r.api_version, kind=r.kind, name=r.name, status=r.status,
+                                message=r.message) for r in msg.results],
+        warnings=list(msg.warnings),
+        error=OperationError(code=msg.error.code, reason=msg.error.reason, message=msg.error.message)
+        if msg.HasField("error") else None,
+        request_id=msg.request_id or None,
+        create_time=created or datetime.fromtimestamp(0, UTC),
+        update_time=updated or datetime.fromtimestamp(0, UTC),
+        end_time=datetime_from(msg, "end_time"), version=msg.version,
+    )
+
+
+def operation_transition(tr: OperationTransition) -> operation_service_pb2.OperationTransition:
+    return operation_service_pb2.OperationTransition(
+        operation_id=tr.operation_id, seq=tr.seq, state=operation_state(tr.state), phase=tr.phase,
+        reason=tr.reason, message=tr.message, time=timestamp(tr.time))
+
+
+def list_operations_request(msg: operation_service_pb2.ListOperationsRequest) -> ListOperationsRequest:
+    return ListOperationsRequest(
+        namespace=msg.namespace,
+        type=enum_from_proto(OperationType, operation_pb2.Operation.Type.Name, msg.type, "type"),
+        state=enum_from_proto(OperationState, operation_pb2.Operation.State.Name, msg.state, "state"),
+        actor=msg.actor, page_size=msg.page_size, page_token=msg.page_token)
+
+
+# ---------------------------------------------------------------- disk snapshots
+
+
+def disk_snapshot(snap: DiskSnapshot) -> snapshot_service_pb2.DiskSnapshot:
+    msg = snapshot_service_pb2.DiskSnapshot(
+        namespace=snap.namespace, name=snap.name, uid=snap.uid, virtual_disk_name=snap.virtual_disk_name,
+        required_consistency=snap.required_consistency, phase=snap.phase,
+        volume_snapshot_name=snap.volume_snapshot_name, conditions=[condition(c) for c in snap.conditions],
+        labels=snap.labels, annotations=snap.annotations, operation_id=snap.operation_id,
+        resource_version=snap.resource_version, create_time=timestamp(snap.create_time),
+        deletion_time=timestamp(snap.deletion_time))
+    if snap.consistent is not None:
+        msg.consistent = snap.consistent
+    return msg
+
+
+def disk_snapshot_from_proto(msg: snapshot_service_pb2.DiskSnapshot) -> DiskSnapshot:
+    return DiskSnapshot(
+        namespace=msg.namespace, name=msg.name, virtual_disk_name=msg.virtual_disk_name,
+        required_consistency=msg.required_consistency, uid=msg.uid, phase=msg.phase,
+        consistent=msg.consistent if msg.HasField("consistent") else None,
+        volume_snapshot_name=msg.volume_snapshot_name, conditions=[condition_from_proto(c) for c in msg.conditions],
+        labels=dict(msg.labels), annotations=dict(msg.annotations), operation_id=msg.operation_id,
+        resource_version=msg.resource_version, create_time=datetime_from(msg, "create_time"),
+        deletion_time=datetime_from(msg, "deletion_time"))
+
+
+def disk_snapshot_event(event: DiskSnapshotEvent) -> snapshot_service_pb2.DiskSnapshotEvent:
+    return snapshot_service_pb2.DiskSnapshotEvent(type=common_pb2.WatchEventType.Value(event.type.value),
+                                                  snapshot=disk_snapshot(event.snapshot))
+
+
+def create_disk_snapshot_request(msg: snapshot_service_pb2.CreateDiskSnapshotRequest) -> CreateDiskSnapshotRequest:
+    return CreateDiskSnapshotRequest(
+        namespace=msg.namespace, virtual_disk_name=msg.virtual_disk_name, name=msg.name,
+        generate_name=msg.generate_name,
+        # proto3 `optional`: absent means the platform default (true), not false.
+        required_consistency=msg.required_consistency if msg.HasField("required_consistency") else True,
+        labels=dict(msg.labels), annotations=dict(msg.annotations), request_id=msg.request_id)
+
+
+def delete_disk_snapshot_request(msg: snapshot_service_pb2.DeleteDiskSnapshotRequest) -> DeleteDiskSnapshotRequest:
+    return DeleteDiskSnapshotRequest(namespace=msg.namespace, name=msg.name, request_id=msg.request_id)
+
+
+def list_disk_snapshots_request(msg: snapshot_service_pb2.ListDiskSnapshotsRequest) -> ListRequest:
+    return ListRequest(namespace=msg.namespace, page_size=msg.page_size, page_token=msg.page_token,
+                       label_selector=msg.label_selector)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _json_safe(details: dict[str, Any]) -> dict[str, Any]:
+    # Struct holds JSON values only; anything else (datetimes...) becomes its string form.
+    safe: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return safe
+
+
+def audit_event(event: AuditEvent) -> audit_service_pb2.AuditEvent:
+    details = Struct()
+    details.update(_json_safe(event.details))
+    return audit_service_pb2.AuditEvent(
+        id=event.id, time=timestamp(event.time), actor=event.actor, action=event.action,
+        outcome=audit_service_pb2.AuditEvent.Outcome.Value(event.outcome.value), namespace=event.namespace,
+        resource=event.resource, protocol=event.protocol, request_id=event.request_id,
+        operation_id=event.operation_id, code=event.code, reason=event.reason, details=details,
+        prev_hash=event.prev_hash, hash=event.hash)
+
+
+def _rfc3339(msg: Any, field: str) -> str:
+    value = datetime_from(msg, field)
+    return value.isoformat() if value else ""
+
+
+def list_audit_events_request(
+    msg: audit_service_pb2.ListAuditEventsRequest | audit_service_pb2.ExportAuditEventsRequest,
+) -> ListAuditEventsRequest:
+    page_size, page_token = (msg.page_size, msg.page_token) \
+        if isinstance(msg, audit_service_pb2.ListAuditEventsRequest) else (0, "")
+    return ListAuditEventsRequest(
+        actor=msg.actor, namespace=msg.namespace, resource=msg.resource, action=msg.action,
+        outcome=enum_from_proto(AuditOutcome, audit_service_pb2.AuditEvent.Outcome.Name, msg.outcome, "outcome"),
+        since=_rfc3339(msg, "since"), until=_rfc3339(msg, "until"), page_size=page_size, page_token=page_token)
+
+
+def audit_verification(result: AuditVerification) -> audit_service_pb2.VerifyAuditLogResponse:
+    msg = audit_service_pb2.VerifyAuditLogResponse(ok=result.ok, checked=result.checked, message=result.message)
+    if result.first_bad_id is not None:
+        msg.first_bad_id = result.first_bad_id
+    return msg

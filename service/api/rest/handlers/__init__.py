@@ -1,0 +1,1 @@
+"""One module per resource; each handler converts, calls the facade, converts back."""

@@ -1,0 +1,84 @@
+"""/v1/audit/events and /v1/audit:verify"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from aiohttp import web
+
+from service.api.rest import wire
+from service.api.rest.context import context, gateway
+from service.api.rest.handlers.common import json_response
+from service.api.rest.parsing import Query
+from service.api.rest.streams import serve_lines
+from service.core.domain import AuditEvent, AuditOutcome
+from service.core.requests import ListAuditEventsRequest
+
+NDJSON = "application/x-ndjson"
+CSV = "text/csv"
+_FILTERS = ("actor", "namespace", "resource", "action", "outcome", "since", "until")
+# Spreadsheets execute cells starting with these; the export must not carry formulas.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _export_format(request: web.Request) -> str:
+    """The first media type of Accept we can stream; JSON pages otherwise."""
+    for part in request.headers.get("Accept", "").split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media in (NDJSON, "application/jsonl", "application/json-lines"):
+            return NDJSON
+        if media == CSV:
+            return CSV
+        if media in ("application/json", "*/*", "application/*"):
+            return ""
+    return ""
+
+
+def _ndjson_line(event: AuditEvent) -> bytes:
+    return (json.dumps(wire.audit_event(event), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def _csv_cell(value: object) -> str:
+    if isinstance(value, dict):
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    else:
+        text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def _csv_row(values: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue().encode()
+
+
+def _csv_line(event: AuditEvent) -> bytes:
+    doc = wire.audit_event(event)
+    return _csv_row([_csv_cell(doc[column]) for column in wire.AUDIT_CSV_COLUMNS])
+
+
+async def list_audit_events(request: web.Request) -> web.StreamResponse:
+    query = Query(request.query, (*_FILTERS, "pageSize", "pageToken"))
+    fmt = _export_format(request)
+    req = ListAuditEventsRequest(
+        actor=query.text("actor"), namespace=query.text("namespace"), resource=query.text("resource"),
+        action=query.text("action"), outcome=query.enum("outcome", AuditOutcome), since=query.text("since"),
+        until=query.text("until"),
+        # An export streams the whole filtered log: paging does not apply to it.
+        page_size=0 if fmt else query.page_size(), page_token="" if fmt else query.text("pageToken"))
+    if fmt == NDJSON:
+        return await serve_lines(request, gateway(request).export_audit_events(context(request), req), NDJSON,
+                                 _ndjson_line)
+    if fmt == CSV:
+        return await serve_lines(request, gateway(request).export_audit_events(context(request), req),
+                                 "text/csv; charset=utf-8", _csv_line, header=_csv_row(list(wire.AUDIT_CSV_COLUMNS)))
+    page = await gateway(request).list_audit_events(context(request), req)
+    return json_response({"items": [wire.audit_event(e) for e in page.items], "nextPageToken": page.next_page_token})
+
+
+async def verify_audit_log(request: web.Request) -> web.StreamResponse:
+    Query(request.query, ())
+    result = await gateway(request).verify_audit_log(context(request))
+    return json_response(wire.audit_verification(result))

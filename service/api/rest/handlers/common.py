@@ -1,0 +1,21 @@
+"""Shared response helpers for the handlers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from service.api.rest import wire
+from service.core.domain import Operation
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, headers=headers, content_type="application/json",
+                        text=json.dumps(body, ensure_ascii=False))
+
+
+def operation_accepted(op: Operation) -> web.Response:
+    """202 + Location: every mutating call answers with its long-running operation."""
+    return json_response(wire.operation(op), status=202, headers={"Location": f"/v1/operations/{op.id}"})

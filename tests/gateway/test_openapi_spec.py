@@ -1,0 +1,95 @@
+"""openapi.yaml itself: a valid OpenAPI 3.1 document that agrees with the routes and the domain."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from multidict import CIMultiDict
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+
+from service.api.rest import wire
+from service.api.rest.routes import ROUTES
+from service.core.domain import AuditOutcome, Operation, OperationState, OperationType, ResourceRef
+from service.core.errors import Code
+from tests.support.openapi import SPEC_PATH, api_spec
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def spec_operations() -> dict[tuple[str, str], str]:
+    document = api_spec().document
+    return {(method.upper(), path): item[method]["operationId"]
+            for path, item in document["paths"].items() for method in HTTP_METHODS if method in item}
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    document, _ = read_from_filename(str(SPEC_PATH))
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+
+
+def test_routes_and_document_describe_the_same_operations() -> None:
+    served = {(method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)): operation_id
+              for method, path, operation_id, _ in ROUTES}
+    assert served == spec_operations()
+
+
+def test_operation_ids_are_unique() -> None:
+    ids = list(spec_operations().values())
+    assert len(ids) == len(set(ids))
+
+
+def test_every_api_call_describes_its_errors_as_problems() -> None:
+    document = api_spec().document
+    for path, item in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method in HTTP_METHODS:
+            if method not in item:
+                continue
+            responses = item[method]["responses"]
+            assert {"401", "403", "500", "503"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    ref = response["$ref"].rsplit("/", 1)[1]
+                    content = document["components"]["responses"][ref]["content"]
+                    assert list(content) == ["application/problem+json"], (method, path, status)
+
+
+@pytest.mark.parametrize(("schema", "values"), [
+    ("OperationType", {t.value for t in OperationType}),
+    ("OperationState", {s.value for s in OperationState}),
+    ("AuditOutcome", {o.value for o in AuditOutcome}),
+])
+def test_enums_match_the_domain(schema: str, values: set[str]) -> None:
+    assert set(api_spec().document["components"]["schemas"][schema]["enum"]) == values
+
+
+def test_problem_codes_match_the_error_model() -> None:
+    problem = api_spec().document["components"]["schemas"]["Problem"]
+    assert set(problem["properties"]["code"]["enum"]) == {c.value for c in Code}
+
+
+def test_the_validator_rejects_responses_the_document_does_not_describe() -> None:
+    spec = api_spec()
+    url = "http://127.0.0.1:1/v1/namespaces/demo/disk-snapshots"
+    good = (b'{"type": "t", "title": "Bad Request", "status": 400, "detail": "d", "code": "INVALID_ARGUMENT",'
+            b' "reason": "R", "requestId": "r"}')
+    problem = CIMultiDict({"Content-Type": "application/problem+json", "X-Request-Id": "r"})
+    spec.validate_exchange("POST", url, {}, 400, problem, good)
+    with pytest.raises(Exception, match=r"(?i)valid"):
+        spec.validate_exchange("POST", url, {}, 400, problem, b'{"status": 400}')
+    with pytest.raises(Exception, match=r"(?i)status|response"):
+        spec.validate_exchange("POST", url, {}, 418, problem, good)
+    op = Operation(id="op-1", type=OperationType.CREATE_DISK_SNAPSHOT, namespace="demo",
+                   target=ResourceRef("virtualization.deckhouse.io/v1alpha2", "VirtualDisk", "d", "demo"),
+                   actor="alice", request_hash="h")
+    body = json.dumps(wire.operation(op)).encode()
+    accepted = CIMultiDict({"Content-Type": "application/json", "X-Request-Id": "r"})
+    with pytest.raises(Exception, match=r"(?i)location|header"):
+        spec.validate_exchange("POST", url, {}, 202, accepted, body)
+    accepted["Location"] = "/v1/operations/op-1"
+    spec.validate_exchange("POST", url, {}, 202, accepted, body)

@@ -1,0 +1,371 @@
+"""One upstream watch per resource kind, fanned out to any number of subscribers.
+
+For each kind the hub runs a small informer: list (all pages), then watch from the
+list's resourceVersion, keeping the latest object per (namespace, name). After a dropped
+connection it watches again from the last resourceVersion it saw (with backoff); on 410
+Gone it relists and emits the differences, so subscribers miss nothing.
+
+An informer starts with the first subscriber (or ``wait_synced``) and then keeps running
+until ``close()``: the kinds are few, the core subscribes to them for as long as the
+process lives, and a warm cache makes every later subscriber start without a relist.
+
+Subscribers receive the hub's own dicts: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from service.core.errors import ApiError, Code
+from service.core.ports import ClusterClient, ResourceKind, WatchEvent
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+
+_RELIST_PAGE_SIZE = 500
+
+
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _resource_version(obj: Obj) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+
+
+class _End:
+    """Queued after the last event: the hub closed, or the subscriber left."""
+
+    def __init__(self, hub_closed: bool) -> None:
+        self.hub_closed = hub_closed
+
+
+_END = _End(hub_closed=True)
+_LEFT = _End(hub_closed=False)
+
+
+class Subscription:
+    """An async context manager and async iterator of ADDED/MODIFIED/DELETED events.
+
+    Registers on ``__aenter__`` (or the first ``__anext__``): the current matching
+    objects arrive first as ADDED, then live changes. Leave with ``async with`` (or
+    ``aclose()``) so the hub stops queueing for you."""
+
+    def __init__(self, hub: WatchHub, kind: ResourceKind, namespace: str | None, name: str | None,
+                 queue_size: int) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self._hub = hub
+        self._queue: asyncio.Queue[WatchEvent | ApiError | _End] = asyncio.Queue(maxsize=queue_size)
+        self._registered = False
+        self._closed = False
+        # Raised at once, ahead of anything queued (a slow subscriber is cut off, not drained).
+        self._abort: ApiError | None = None
+
+    def matches(self, key: Key) -> bool:
+        namespace, name = key
+        if self.namespace is not None and namespace != self.namespace:
+            return False
+        return self.name is None or name == self.name
+
+    def _offer(self, item: WatchEvent | ApiError | _End) -> None:
+        if self._abort is not None:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._abort = item if isinstance(item, ApiError) else ApiError(
+                Code.UNAVAILABLE, "WATCH_SUBSCRIBER_TOO_SLOW",
+                f"the watch on {self.kind.kind} was closed: the client did not keep up with the events",
+                retry_after_seconds=1)
+            self._hub._unregister(self)
+
+    def _register(self) -> None:
+        if not self._registered and not self._closed:
+            self._registered = True
+            self._hub._register(self)
+
+    async def __aenter__(self) -> Subscription:
+        self._register()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._hub._unregister(self)
+        # Wake a consumer blocked in __anext__ (if the queue is full it is not blocked).
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_LEFT)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        self._register()
+        if self._abort is not None:
+            raise self._abort
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if self._abort is not None:
+            raise self._abort
+        if isinstance(item, ApiError):
+            raise item
+        if isinstance(item, _End):
+            if not item.hub_closed:
+                raise StopAsyncIteration
+            raise ApiError(Code.UNAVAILABLE, "WATCH_HUB_CLOSED", "the gateway is shutting down; watch again",
+                           retry_after_seconds=1)
+        return item
+
+
+@dataclass
+class _Informer:
+    kind: ResourceKind
+    cache: dict[Key, Obj] = field(default_factory=dict)
+    resource_version: str = ""
+    subscribers: set[Subscription] = field(default_factory=set)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    error: ApiError | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class _Backoff:
+    def __init__(self, base: float, cap: float) -> None:
+        self._base, self._cap, self._attempt = base, cap, 0
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        delay: float = min(self._cap, self._base * 2.0 ** min(self._attempt, 30))
+        self._attempt += 1
+        return delay * random.uniform(0.5, 1.0)
+
+
+class WatchHub:
+    def __init__(self, client: ClusterClient, *, queue_size: int = 1000, watch_timeout_seconds: int = 300,
+                 reconnect_delay: float = 0.2, max_reconnect_delay: float = 5.0) -> None:
+        self._client = client
+        self._queue_size = queue_size
+        self._watch_timeout_seconds = watch_timeout_seconds
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._informers: dict[ResourceKind, _Informer] = {}
+        self._informers_started: dict[ResourceKind, int] = {}
+        self._watch_requests: dict[ResourceKind, int] = {}
+        self._relists: dict[ResourceKind, int] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------ public API
+
+    def subscribe(self, kind: ResourceKind, namespace: str | None = None, name: str | None = None, *,
+                  queue_size: int | None = None) -> Subscription:
+        """Events for ``kind``, optionally only in ``namespace`` / only for ``name``.
+        ``queue_size`` overrides the hub's bound on this subscriber's backlog."""
+        return Subscription(self, kind, namespace, name, queue_size or self._queue_size)
+
+    def get_cached(self, kind: ResourceKind, namespace: str, name: str) -> Obj | None:
+        """The latest object seen, or None (also when the kind's informer is not synced)."""
+        informer = self._informers.get(kind)
+        if informer is None or not informer.synced.is_set():
+            return None
+        return informer.cache.get((namespace, name))
+
+    def list_cached(self, kind: ResourceKind, namespace: str | None = None) -> list[Obj]:
+        informer = self._informers.get(kind)
+        if informer is None or not informer.synced.is_set():
+            return []
+        return [obj for key, obj in sorted(informer.cache.items()) if namespace is None or key[0] == namespace]
+
+    async def wait_synced(self, kind: ResourceKind) -> None:
+        """Start the kind's informer if needed and wait for its first full list.
+        Raises the informer's ApiError when the kind cannot be watched at all."""
+        informer = self._ensure_informer(kind)
+        await informer.synced.wait()
+        if informer.error is not None:
+            raise informer.error
+
+    def upstream_watches_started(self, kind: ResourceKind) -> int:
+        """How many informers (each: one list+watch loop) were started for ``kind``."""
+        return self._informers_started.get(kind, 0)
+
+    def watch_requests(self, kind: ResourceKind) -> int:
+        """How many watch HTTP requests the informer issued (grows on every resume)."""
+        return self._watch_requests.get(kind, 0)
+
+    def relists(self, kind: ResourceKind) -> int:
+        return self._relists.get(kind, 0)
+
+    def subscriber_count(self, kind: ResourceKind) -> int:
+        informer = self._informers.get(kind)
+        return len(informer.subscribers) if informer else 0
+
+    async def close(self) -> None:
+        self._closed = True
+        informers = list(self._informers.values())
+        self._informers.clear()
+        for informer in informers:
+            if informer.task is not None:
+                informer.task.cancel()
+        for informer in informers:
+            if informer.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await informer.task
+            for sub in list(informer.subscribers):
+                sub._offer(_END)
+            informer.subscribers.clear()
+
+    # ------------------------------------------------------------ subscriptions
+
+    def _register(self, sub: Subscription) -> None:
+        if self._closed:
+            sub._offer(_END)
+            return
+        informer = self._ensure_informer(sub.kind)
+        # No await between the snapshot and joining: nothing can slip in between.
+        if informer.synced.is_set():
+            for key, obj in sorted(informer.cache.items()):
+                if sub.matches(key):
+                    sub._offer(WatchEvent("ADDED", obj))
+        informer.subscribers.add(sub)
+
+    def _unregister(self, sub: Subscription) -> None:
+        informer = self._informers.get(sub.kind)
+        if informer is not None:
+            informer.subscribers.discard(sub)
+
+    def _ensure_informer(self, kind: ResourceKind) -> _Informer:
+        informer = self._informers.get(kind)
+        if informer is None:
+            informer = _Informer(kind)
+            self._informers[kind] = informer
+            self._informers_started[kind] = self._informers_started.get(kind, 0) + 1
+            informer.task = asyncio.create_task(self._run(informer), name=f"watch-hub:{kind.plural}")
+        return informer
+
+    # ------------------------------------------------------------ fan-out
+
+    def _emit(self, informer: _Informer, event_type: str, obj: Obj) -> None:
+        key = _key(obj)
+        event = WatchEvent(event_type, obj)
+        for sub in list(informer.subscribers):
+            if sub.matches(key):
+                sub._offer(event)
+
+    def _apply(self, informer: _Informer, event: WatchEvent) -> None:
+        """One watch event into the cache, normalised: duplicates dropped, ADDED for a known
+        object becomes MODIFIED, DELETED for an unknown one is dropped."""
+        obj = event.object
+        version = _resource_version(obj)
+        if version:
+            informer.resource_version = version
+        if event.type == "BOOKMARK":
+            return
+        key = _key(obj)
+        known = informer.cache.get(key)
+        if event.type == "DELETED":
+            if informer.cache.pop(key, None) is not None:
+                self._emit(informer, "DELETED", obj)
+            return
+        if known is not None and _resource_version(known) == version:
+            return
+        informer.cache[key] = obj
+        self._emit(informer, "MODIFIED" if known is not None else "ADDED", obj)
+
+    # ------------------------------------------------------------ the informer loop
+
+    async def _relist(self, informer: _Informer) -> None:
+        """List every page, then swap the cache in one step and emit the differences."""
+        self._relists[informer.kind] = self._relists.get(informer.kind, 0) + 1
+        fresh: dict[Key, Obj] = {}
+        continue_token = ""
+        resource_version = ""
+        while True:
+            page = await self._client.list(informer.kind, "", limit=_RELIST_PAGE_SIZE, continue_token=continue_token)
+            for obj in page.items:
+                fresh[_key(obj)] = obj
+            resource_version = page.resource_version or resource_version
+            continue_token = page.continue_token
+            if not continue_token:
+                break
+        old = informer.cache
+        informer.cache = fresh
+        informer.resource_version = resource_version
+        for key, obj in old.items():
+            if key not in fresh:
+                self._emit(informer, "DELETED", obj)
+        for key, obj in fresh.items():
+            previous = old.get(key)
+            if previous is None:
+                self._emit(informer, "ADDED", obj)
+            elif _resource_version(previous) != _resource_version(obj):
+                self._emit(informer, "MODIFIED", obj)
+        informer.synced.set()
+
+    async def _watch_once(self, informer: _Informer) -> int:
+        """One upstream watch request; returns how many events it delivered."""
+        self._watch_requests[informer.kind] = self._watch_requests.get(informer.kind, 0) + 1
+        delivered = 0
+        events = self._client.watch(informer.kind, None, informer.resource_version,
+                                    timeout_seconds=self._watch_timeout_seconds)
+        try:
+            async for event in events:
+                delivered += 1
+                self._apply(informer, event)
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return delivered
+
+    def _fail(self, informer: _Informer, error: ApiError) -> None:
+        """The kind cannot be watched (forbidden, module absent...): tell everyone, forget the
+        informer so a later subscriber tries again."""
+        log.warning("watch on %s stopped: %s", informer.kind.plural, error.reason)
+        informer.error = error
+        informer.synced.set()
+        for sub in list(informer.subscribers):
+            sub._offer(error)
+        informer.subscribers.clear()
+        if self._informers.get(informer.kind) is informer:
+            del self._informers[informer.kind]
+
+    async def _run(self, informer: _Informer) -> None:
+        backoff = _Backoff(self._reconnect_delay, self._max_reconnect_delay)
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist(informer)
+                    need_list = False
+                if await self._watch_once(informer) > 0:
+                    backoff.reset()
+                    continue
+                # An empty watch that ended at once: do not spin against the server.
+                await asyncio.sleep(backoff.next_delay())
+            except ApiError as error:
+                if error.reason in ("WATCH_EXPIRED", "RESOURCE_EXPIRED"):
+                    need_list = True
+                    continue
+                if error.code is Code.UNAVAILABLE and error.reason != "CLUSTER_UNAUTHORIZED":
+                    log.info("watch on %s interrupted (%s); resuming", informer.kind.plural, error.reason)
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                self._fail(informer, error)
+                return

@@ -1,0 +1,5 @@
+import sys
+
+from service.embedded_cluster.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The embedded cluster's Kubernetes API server: storage, HTTP, watch, discovery, tables, auth, faults."""

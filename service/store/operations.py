@@ -1,0 +1,176 @@
+"""``OperationRepository`` over SQL: operations plus their transition timeline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.core.domain import (
+    Operation,
+    OperationFilter,
+    OperationState,
+    OperationTransition,
+    Page,
+    utcnow,
+)
+from service.core.errors import ApiError, Code, not_found
+from service.store import page_token as tokens
+from service.store.engine import writer
+from service.store.models import operation_transitions, operations
+from service.store.operation_rows import from_row, to_row, transition_from_row
+from service.store.text_safety import clean_text, storable
+
+_TERMINAL = [s.value for s in OperationState if s.terminal]
+# Columns a save may change; identity and provenance are fixed at create.
+_IMMUTABLE = {"id", "type", "actor", "request_id", "request_hash", "request", "create_time"}
+
+
+def _filter_clauses(flt: OperationFilter) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = []
+    if flt.namespace is not None:
+        clauses.append(operations.c.namespace == flt.namespace)
+    if flt.type is not None:
+        clauses.append(operations.c.type == flt.type.value)
+    if flt.state is not None:
+        clauses.append(operations.c.state == flt.state.value)
+    if flt.actor is not None:
+        clauses.append(operations.c.actor == flt.actor)
+    if flt.target_name is not None:
+        clauses.append(operations.c.target_name == flt.target_name)
+    return clauses
+
+
+def _position_clause(position: dict[str, Any]) -> sa.ColumnElement[bool]:
+    raw_time, last_id = position.get("t"), position.get("i")
+    if not isinstance(raw_time, str) or not isinstance(last_id, str):
+        raise tokens.bad_position()
+    try:
+        last_time = datetime.fromisoformat(raw_time)
+    except ValueError:
+        raise tokens.bad_position() from None
+    if last_time.tzinfo is None:
+        raise tokens.bad_position()
+    return sa.or_(
+        operations.c.create_time < last_time,
+        sa.and_(operations.c.create_time == last_time, operations.c.id < last_id),
+    )
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+class SqlOperationRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(self, op: Operation, *, reason: str = "Created", message: str = "") -> Operation:
+        row = to_row(replace(op, create_time=_as_utc(op.create_time) or utcnow(),
+                             update_time=_as_utc(op.update_time) or utcnow(), end_time=_as_utc(op.end_time)))
+        stored = from_row(row)
+        try:
+            async with self._engine.connect() as conn:
+                await writer(conn)
+                async with conn.begin():
+                    await conn.execute(operations.insert().values(**row))
+                    await conn.execute(operation_transitions.insert().values(
+                        operation_id=stored.id, seq=1, state=stored.state.value, phase=stored.phase,
+                        reason=clean_text(reason), message=clean_text(message), time=stored.create_time))
+        except IntegrityError:
+            raise await self._explain_conflict(stored) from None
+        return stored
+
+    async def _explain_conflict(self, op: Operation) -> ApiError:
+        if op.request_id is not None and await self.find_by_request_id(op.actor, op.request_id) is not None:
+            return ApiError(Code.ALREADY_EXISTS, "IDEMPOTENCY_RACE",
+                            f"another operation with request_id {op.request_id!r} was created concurrently",
+                            metadata={"request_id": op.request_id})
+        return ApiError(Code.ALREADY_EXISTS, "RESOURCE_ALREADY_EXISTS", f"operation {op.id!r} already exists",
+                        metadata={"kind": "Operation", "name": op.id})
+
+    async def get(self, operation_id: str) -> Operation | None:
+        if not storable(operation_id):
+            return None
+        return await self._one(operations.c.id == operation_id)
+
+    async def find_by_request_id(self, actor: str, request_id: str) -> Operation | None:
+        if not storable(actor, request_id):
+            return None
+        return await self._one(sa.and_(operations.c.actor == actor, operations.c.request_id == request_id))
+
+    async def _one(self, where: sa.ColumnElement[bool]) -> Operation | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(operations).where(where))).mappings().first()
+        return from_row(row) if row is not None else None
+
+    async def save(self, op: Operation, *, reason: str = "", message: str = "") -> Operation:
+        if not storable(op.id):
+            raise not_found("Operation", op.id)
+        now = utcnow()
+        async with self._engine.connect() as conn:
+            await writer(conn)
+            async with conn.begin():
+                current = (await conn.execute(
+                    sa.select(operations).where(operations.c.id == op.id).with_for_update())).mappings().first()
+                if current is None:
+                    raise not_found("Operation", op.id)
+                # Keep update_time monotonic even if this host's clock stepped back.
+                update_time = max(now, current["update_time"])
+                end_time = _as_utc(op.end_time) or (update_time if op.state.terminal else None)
+                row = to_row(replace(op, version=current["version"] + 1, update_time=update_time, end_time=end_time))
+                values = {k: v for k, v in row.items() if k not in _IMMUTABLE}
+                # Identity and provenance come from the stored row, not the caller's copy.
+                stored = from_row({**row, **{k: current[k] for k in _IMMUTABLE}})
+                await conn.execute(operations.update().where(operations.c.id == op.id).values(**values))
+                if (current["state"], current["phase"]) != (values["state"], values["phase"]):
+                    await self._append_transition(conn, stored, reason, message)
+        return stored
+
+    @staticmethod
+    async def _append_transition(conn: AsyncConnection, op: Operation, reason: str, message: str) -> None:
+        last_seq = (await conn.execute(
+            sa.select(sa.func.max(operation_transitions.c.seq))
+            .where(operation_transitions.c.operation_id == op.id))).scalar_one()
+        await conn.execute(operation_transitions.insert().values(
+            operation_id=op.id, seq=(last_seq or 0) + 1, state=op.state.value, phase=op.phase,
+            reason=clean_text(reason), message=clean_text(message), time=op.update_time))
+
+    async def list_page(self, flt: OperationFilter, page_size: int, page_token: str) -> Page[Operation]:
+        limit = tokens.page_limit(page_size)
+        fingerprint = tokens.fingerprint("operations", asdict(flt))
+        clauses = _filter_clauses(flt)
+        if page_token:
+            clauses.append(_position_clause(tokens.decode(page_token, fingerprint)))
+        if not storable(flt.namespace, flt.actor, flt.target_name):
+            return Page(items=[])  # nothing stored can match
+        query = (sa.select(operations).where(*clauses)
+                 .order_by(operations.c.create_time.desc(), operations.c.id.desc()).limit(limit + 1))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        items = [from_row(r) for r in rows[:limit]]
+        next_token = ""
+        if len(rows) > limit:
+            last = items[-1]
+            next_token = tokens.encode({"t": last.create_time.isoformat(), "i": last.id}, fingerprint)
+        return Page(items=items, next_page_token=next_token)
+
+    async def transitions(self, operation_id: str) -> list[OperationTransition]:
+        if not storable(operation_id):
+            return []
+        query = (sa.select(operation_transitions).where(operation_transitions.c.operation_id == operation_id)
+                 .order_by(operation_transitions.c.seq))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [transition_from_row(r) for r in rows]
+
+    async def unfinished(self) -> list[Operation]:
+        query = (sa.select(operations).where(operations.c.state.notin_(_TERMINAL))
+                 .order_by(operations.c.create_time, operations.c.id))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [from_row(r) for r in rows]

@@ -55,8 +55,10 @@ class ObjectStore(Protocol):
     def get(self, resource: str, namespace: str | None, name: str) -> Obj | None:
         """A deep copy of the object, or None."""
 
-    def list(self, resource: str, namespace: str | None = None, label_selector: str = "") -> list[Obj]:
-        """Deep copies, sorted by (namespace, name)."""
+    def list(self, resource: str, namespace: str | None = None, label_selector: str = "", *,
+             read_only: bool = False) -> list[Obj]:
+        """Deep copies, sorted by (namespace, name). ``read_only=True``: the stored objects
+        themselves, for in-process readers that never mutate them (no copying cost)."""
 
     async def create(self, resource: str, obj: Obj) -> Obj:
         """Admit (schema, defaults, pruning, CEL) and store; honours generateName; sets

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import base64
 import builtins
-import copy
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from service.embedded_cluster.apiserver.builtin_types import NAMESPACES, SECRETS
 from service.embedded_cluster.apiserver.metadata import invalid, metadata_causes, now_rfc3339, random_suffix
@@ -39,6 +38,23 @@ def _without_rv(obj: Obj) -> Obj:
     trimmed["metadata"] = {k: v for k, v in _meta(obj).items() if k != "resourceVersion"}
     return trimmed
 
+
+
+_J = TypeVar("_J")
+
+
+def clone(value: _J) -> _J:
+    """A deep copy of a JSON-shaped value (dicts, lists, scalars): several times faster
+    than copy.deepcopy, which matters because every read hands out a private copy."""
+    return cast(_J, _clone(value))
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
 
 class MemoryStore:
     """Implements ``contracts.ObjectStore``; the HTTP layer adds dry-run, propagation and preconditions."""
@@ -80,15 +96,18 @@ class MemoryStore:
     def get(self, resource: str, namespace: str | None, name: str) -> Obj | None:
         rtype = self.resource_type(resource)
         found = self._objects[resource].get(((namespace or "") if rtype.namespaced else "", name))
-        return copy.deepcopy(found) if found is not None else None
+        return clone(found) if found is not None else None
 
-    def list(self, resource: str, namespace: str | None = None, label_selector: str = "") -> list[Obj]:
+    def list(self, resource: str, namespace: str | None = None, label_selector: str = "", *,
+             read_only: bool = False) -> list[Obj]:
         self.resource_type(resource)
         matches = label_matcher(label_selector)
         found = [obj for (ns, _), obj in self._objects[resource].items()
                  if (namespace is None or ns == namespace) and matches(obj)]
         found.sort(key=lambda obj: (_meta(obj).get("namespace", ""), _meta(obj).get("name", "")))
-        return copy.deepcopy(found)
+        # Stored objects are replaced, never changed in place, so a reader that promises not
+        # to mutate may see them as they are (the controllers' scans are hot paths).
+        return found if read_only else clone(found)
 
     # ----- watching ------------------------------------------------------------------
 
@@ -142,7 +161,7 @@ class MemoryStore:
         if dry_run:
             return stamped
         self._commit("ADDED", rtype, stamped)
-        return copy.deepcopy(stamped)
+        return clone(stamped)
 
     async def update(self, resource: str, obj: Obj, *, dry_run: bool = False) -> Obj:
         rtype = self.resource_type(resource)
@@ -169,7 +188,7 @@ class MemoryStore:
         new = self._normalized(rtype, obj)
         current = self._current(rtype, new)
         self._check_version(rtype, new, current)
-        candidate = copy.deepcopy(current)
+        candidate = clone(current)
         if "status" in new:
             candidate["status"] = new["status"]
         else:
@@ -189,14 +208,14 @@ class MemoryStore:
             raise self._conflict(rtype, name, "the precondition on uid or resourceVersion does not hold")
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp") or dry_run:
-                return copy.deepcopy(current)
-            marked = copy.deepcopy(current)
+                return clone(current)
+            marked = clone(current)
             marked["metadata"]["deletionTimestamp"] = now_rfc3339()
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             self._commit("MODIFIED", rtype, marked)
-            return copy.deepcopy(marked)
+            return clone(marked)
         if dry_run:
-            return copy.deepcopy(current)
+            return clone(current)
         return self._remove(rtype, current, propagation)
 
     # ----- internals -----------------------------------------------------------------
@@ -204,7 +223,7 @@ class MemoryStore:
     def _normalized(self, rtype: ResourceType, obj: Obj) -> Obj:
         if not isinstance(obj, dict):
             raise StatusError(400, "BadRequest", "the object must be a JSON object")
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         meta = new.get("metadata")
         if meta is None:
             meta = new["metadata"] = {}
@@ -241,7 +260,7 @@ class MemoryStore:
             raise invalid(rtype.kind, str(obj["metadata"].get("name", "")), rtype.group, causes)
 
     def _admit(self, rtype: ResourceType, obj: Obj, old: Obj | None, *, subresource: str = "") -> Obj:
-        admitted = self._admission.admit(rtype, obj, copy.deepcopy(old) if old is not None else None,
+        admitted = self._admission.admit(rtype, obj, clone(old) if old is not None else None,
                                          subresource=subresource)
         # Admission prunes metadata to ObjectMeta's fields (as a real API server drops
         # unknown ones); the fields the API server itself set are among those kept.
@@ -288,21 +307,21 @@ class MemoryStore:
     def _replace(self, rtype: ResourceType, current: Obj, new: Obj, *, dry_run: bool) -> Obj:
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if _without_rv(new) == _without_rv(current) or dry_run:
-            return copy.deepcopy(new)
+            return clone(new)
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return self._remove(rtype, new, "Background")
         self._commit("MODIFIED", rtype, new)
-        return copy.deepcopy(new)
+        return clone(new)
 
     def _remove(self, rtype: ResourceType, obj: Obj, propagation: str) -> Obj:
-        gone = copy.deepcopy(obj)
+        gone = clone(obj)
         self._commit("DELETED", rtype, gone)
         uid = gone["metadata"].get("uid", "")
         if rtype.key == NAMESPACES.key:
             self._empty_namespace(gone["metadata"]["name"])
         self._collect_dependents(uid, orphan=propagation == "Orphan")
-        return copy.deepcopy(gone)
+        return clone(gone)
 
     def _empty_namespace(self, namespace: str) -> None:
         for key, objects in self._objects.items():
@@ -319,7 +338,7 @@ class MemoryStore:
                 if len(remaining) == len(refs):
                     continue
                 if remaining or orphan:
-                    released = copy.deepcopy(obj)
+                    released = clone(obj)
                     released["metadata"]["ownerReferences"] = remaining
                     if not remaining:
                         del released["metadata"]["ownerReferences"]
@@ -332,7 +351,7 @@ class MemoryStore:
             return
         if obj["metadata"].get("finalizers"):
             if not obj["metadata"].get("deletionTimestamp"):
-                marked = copy.deepcopy(obj)
+                marked = clone(obj)
                 marked["metadata"]["deletionTimestamp"] = now_rfc3339()
                 marked["metadata"]["deletionGracePeriodSeconds"] = 0
                 self._commit("MODIFIED", rtype, marked)
@@ -347,7 +366,7 @@ class MemoryStore:
             self._objects[rtype.key].pop(key, None)
         else:
             self._objects[rtype.key][key] = obj
-        event = StoreEvent(event_type, rtype.key, copy.deepcopy(obj))
+        event = StoreEvent(event_type, rtype.key, clone(obj))
         if len(self._history) == self._history.maxlen:
             self._compacted_rv = _rv_of(self._history[0].object)
         self._history.append(event)

@@ -8,6 +8,7 @@ implementations (SQLite/PostgreSQL, the embedded cluster over HTTP).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,3 +120,19 @@ class ClusterClient(Protocol):
         410 Gone (the caller relists), UNAVAILABLE on a broken connection."""
 
     async def close(self) -> None: ...
+
+
+class WatchSource(Protocol):
+    """What the core needs from ``cluster.watch_hub.WatchHub``: one shared upstream watch
+    per kind, fanned out. ``async with hub.subscribe(kind, ns) as events: async for ...``"""
+
+    def subscribe(self, kind: ResourceKind, namespace: str | None = None,
+                  name: str | None = None) -> AbstractAsyncContextManager[AsyncIterator[WatchEvent]]: ...
+
+
+class Leadership(Protocol):
+    """What the reconciler needs from ``cluster.lease.LeaderElector``: background work
+    runs only while this replica holds the Lease."""
+
+    @property
+    def is_leader(self) -> bool: ...

@@ -1,0 +1,53 @@
+"""Idempotency keys: a replayed request_id returns the first operation, a reused one conflicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from service.core.domain import Operation
+from service.core.errors import ApiError, Code, idempotency_conflict
+from service.core.ports import OperationRepository
+
+
+def request_document(req: Any) -> dict[str, Any]:
+    """The request as a JSON-safe dict (what the operation stores for replay)."""
+    doc: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(req), sort_keys=True, default=str))
+    return doc
+
+
+def request_hash(req: Any) -> str:
+    """SHA-256 of the canonical JSON of the request without its request_id, so the same
+    body under the same key is recognised as a replay."""
+    doc = request_document(req)
+    doc.pop("request_id", None)
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def find_replay(operations: OperationRepository, actor: str, request_id: str, digest: str) -> Operation | None:
+    """The stored operation for a replay, None for a fresh key; raises on a reused key."""
+    if not request_id:
+        return None
+    existing = await operations.find_by_request_id(actor, request_id)
+    if existing is None:
+        return None
+    if existing.request_hash != digest:
+        raise idempotency_conflict(request_id)
+    return existing
+
+
+async def create_once(operations: OperationRepository, op: Operation) -> tuple[Operation, bool]:
+    """Insert ``op``; when a concurrent call won the race for the same key, return the
+    winner's operation instead (or the conflict). The flag says whether ``op`` was stored."""
+    try:
+        return await operations.create(op), True
+    except ApiError as exc:
+        if exc.code != Code.ALREADY_EXISTS or not op.request_id:
+            raise
+        winner = await find_replay(operations, op.actor, op.request_id, op.request_hash)
+        if winner is None:
+            raise
+        return winner, False

@@ -27,9 +27,9 @@ from kubernetes_asyncio import config as kconfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.api.grpc_gen.dvp.snapshots.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc  # noqa: E402
-from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig  # noqa: E402
-from tests.support.gateway import start_gateway  # noqa: E402
+from service.api.grpc_gen.dvp.snapshots.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc
+from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
+from tests.support.gateway import start_gateway
 
 NS = "demo"
 DISK = "spare-disk"  # detached: every snapshot is consistent and completes at once

@@ -112,7 +112,8 @@ class EmbeddedCluster:
 
         if config.run_controllers:
             self._manager = ControllerManager(self.store, ControllerSettings(
-                step_delay=config.step_delay, base_url=self.url, authenticate=authority.username))
+                step_delay=config.step_delay, base_url=self.url, authenticate=authority.username,
+                ca_pem=self.ca_pem))
         routes = self._manager.exporter_routes() if self._manager is not None else []
         app = api.build_app(routes, exempt_prefixes=(EXPORTER_PREFIX,))
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)

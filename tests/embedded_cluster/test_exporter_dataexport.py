@@ -10,11 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from service.embedded_cluster.controllers import ControllerManager, ControllerSettings
 from service.embedded_cluster.controllers import resources as R
 from service.embedded_cluster.controllers.content import disk_content, disk_sha256
-from service.embedded_cluster.controllers.seed import seed_demo
-from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
+from service.embedded_cluster.server import EmbeddedCluster
 
 from .test_controllers_kit import Kube, condition, demo_ready, disk_manifest, kube, reason
 
@@ -165,18 +163,11 @@ async def test_each_download_restarts_the_ttl(embedded_cluster: EmbeddedCluster)
             assert reason(expired, "Ready") == "Expired"
 
 
-async def test_an_https_cluster_publishes_its_ca_in_the_export() -> None:
-    # A manager of our own on a cluster started without controllers: the settings carry the CA.
-    cluster = EmbeddedCluster(EmbeddedClusterConfig(step_delay=0.0, seed_demo=False, run_controllers=False, tls=True))
-    async with cluster:
-        assert cluster.ca_pem is not None
-        manager = ControllerManager(cluster.store, ControllerSettings(base_url=cluster.url, ca_pem=cluster.ca_pem))
-        await manager.start()
-        try:
-            await seed_demo(cluster.store)
-            async with kube(cluster) as k:
-                obj = await ready_export(k, "tls-export", "VirtualDisk", "spare-disk")
-        finally:
-            await manager.stop()
-    assert base64.b64decode(obj["status"]["ca"]) == cluster.ca_pem
+async def test_an_https_cluster_publishes_its_ca_in_the_export(embedded_cluster_tls: EmbeddedCluster) -> None:
+    # The server hands its own CA to the controllers, so a client can verify the exporter.
+    async with kube(embedded_cluster_tls) as k:
+        await demo_ready(k)
+        obj = await ready_export(k, "tls-export", "VirtualDisk", "spare-disk")
+    assert embedded_cluster_tls.ca_pem is not None
+    assert base64.b64decode(obj["status"]["ca"]) == embedded_cluster_tls.ca_pem
     assert obj["status"]["url"].startswith("https://")

@@ -14,7 +14,7 @@ from service.core.domain import AuditEvent, AuditEventDraft, AuditFilter, AuditO
 from service.core.errors import FieldViolation, invalid_argument
 from service.store import page_token as tokens
 from service.store.audit_chain import GENESIS_HASH, compute_hash, normalize_details
-from service.store.engine import writer
+from service.store.engine import write_transaction
 from service.store.models import audit_chain_head, audit_events
 from service.store.text_safety import clean_json, storable
 
@@ -78,22 +78,20 @@ class SqlAuditRepository:
             "request_id": draft.request_id, "operation_id": draft.operation_id, "code": draft.code,
             "reason": draft.reason, "details": normalize_details(draft.details),
         })
-        async with self._engine.connect() as conn:
-            await writer(conn)
-            async with conn.begin():
-                # The head row lock (SQLite: the immediate write lock) serializes appenders.
-                head = (await conn.execute(
-                    sa.select(audit_chain_head).where(audit_chain_head.c.id == 1).with_for_update()
-                )).mappings().first()
-                if head is None:
-                    raise RuntimeError("audit_chain_head is missing: run the database migrations")
-                event_id = int(head["last_id"]) + 1
-                time = utcnow()
-                event_hash = compute_hash(event_id, time, fields, head["last_hash"])
-                row = {**fields, "id": event_id, "time": time, "prev_hash": head["last_hash"], "hash": event_hash}
-                await conn.execute(audit_events.insert().values(**row))
-                await conn.execute(audit_chain_head.update().where(audit_chain_head.c.id == 1)
-                                   .values(last_id=event_id, last_hash=event_hash))
+        async with write_transaction(self._engine) as conn:
+            # The head row lock (SQLite: the immediate write lock) serializes appenders.
+            head = (await conn.execute(
+                sa.select(audit_chain_head).where(audit_chain_head.c.id == 1).with_for_update()
+            )).mappings().first()
+            if head is None:
+                raise RuntimeError("audit_chain_head is missing: run the database migrations")
+            event_id = int(head["last_id"]) + 1
+            time = utcnow()
+            event_hash = compute_hash(event_id, time, fields, head["last_hash"])
+            row = {**fields, "id": event_id, "time": time, "prev_hash": head["last_hash"], "hash": event_hash}
+            await conn.execute(audit_events.insert().values(**row))
+            await conn.execute(audit_chain_head.update().where(audit_chain_head.c.id == 1)
+                               .values(last_id=event_id, last_hash=event_hash))
         return _event_from_row(row)
 
     async def _batch(self, clauses: list[sa.ColumnElement[bool]], after_id: int, limit: int) -> list[RowMapping]:

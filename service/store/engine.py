@@ -6,6 +6,10 @@ SQLite (aiosqlite) is the embedded default, PostgreSQL (asyncpg) is production. 
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +106,21 @@ async def writer(conn: AsyncConnection) -> AsyncConnection:
     """Mark ``conn`` so its next transaction takes SQLite's write lock immediately
     (a no-op on PostgreSQL, which serializes with row locks instead)."""
     return await conn.execution_options(**{SQLITE_IMMEDIATE: True})
+
+
+_sqlite_write_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One writer transaction, committed on exit. On SQLite the writers of this process
+    first queue on an asyncio lock: SQLite admits one writer at a time anyway, and leaving
+    the queueing to its busy handler (which sleeps in steps of up to 100 ms) made the tail
+    latency of concurrent creates many times the median, and could time out."""
+    lock: asyncio.Lock | None = None
+    if engine.dialect.name == "sqlite":
+        lock = _sqlite_write_locks.setdefault(engine.sync_engine, asyncio.Lock())
+    async with lock or nullcontext(), engine.connect() as conn:
+        await writer(conn)
+        async with conn.begin():
+            yield conn

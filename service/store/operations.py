@@ -20,7 +20,7 @@ from service.core.domain import (
 )
 from service.core.errors import ApiError, Code, not_found
 from service.store import page_token as tokens
-from service.store.engine import writer
+from service.store.engine import write_transaction
 from service.store.models import operation_transitions, operations
 from service.store.operation_rows import from_row, to_row, transition_from_row
 from service.store.text_safety import clean_text, storable
@@ -74,13 +74,11 @@ class SqlOperationRepository:
                              update_time=_as_utc(op.update_time) or utcnow(), end_time=_as_utc(op.end_time)))
         stored = from_row(row)
         try:
-            async with self._engine.connect() as conn:
-                await writer(conn)
-                async with conn.begin():
-                    await conn.execute(operations.insert().values(**row))
-                    await conn.execute(operation_transitions.insert().values(
-                        operation_id=stored.id, seq=1, state=stored.state.value, phase=stored.phase,
-                        reason=clean_text(reason), message=clean_text(message), time=stored.create_time))
+            async with write_transaction(self._engine) as conn:
+                await conn.execute(operations.insert().values(**row))
+                await conn.execute(operation_transitions.insert().values(
+                    operation_id=stored.id, seq=1, state=stored.state.value, phase=stored.phase,
+                    reason=clean_text(reason), message=clean_text(message), time=stored.create_time))
         except IntegrityError:
             raise await self._explain_conflict(stored) from None
         return stored
@@ -112,23 +110,21 @@ class SqlOperationRepository:
         if not storable(op.id):
             raise not_found("Operation", op.id)
         now = utcnow()
-        async with self._engine.connect() as conn:
-            await writer(conn)
-            async with conn.begin():
-                current = (await conn.execute(
-                    sa.select(operations).where(operations.c.id == op.id).with_for_update())).mappings().first()
-                if current is None:
-                    raise not_found("Operation", op.id)
-                # Keep update_time monotonic even if this host's clock stepped back.
-                update_time = max(now, current["update_time"])
-                end_time = _as_utc(op.end_time) or (update_time if op.state.terminal else None)
-                row = to_row(replace(op, version=current["version"] + 1, update_time=update_time, end_time=end_time))
-                values = {k: v for k, v in row.items() if k not in _IMMUTABLE}
-                # Identity and provenance come from the stored row, not the caller's copy.
-                stored = from_row({**row, **{k: current[k] for k in _IMMUTABLE}})
-                await conn.execute(operations.update().where(operations.c.id == op.id).values(**values))
-                if (current["state"], current["phase"]) != (values["state"], values["phase"]):
-                    await self._append_transition(conn, stored, reason, message)
+        async with write_transaction(self._engine) as conn:
+            current = (await conn.execute(
+                sa.select(operations).where(operations.c.id == op.id).with_for_update())).mappings().first()
+            if current is None:
+                raise not_found("Operation", op.id)
+            # Keep update_time monotonic even if this host's clock stepped back.
+            update_time = max(now, current["update_time"])
+            end_time = _as_utc(op.end_time) or (update_time if op.state.terminal else None)
+            row = to_row(replace(op, version=current["version"] + 1, update_time=update_time, end_time=end_time))
+            values = {k: v for k, v in row.items() if k not in _IMMUTABLE}
+            # Identity and provenance come from the stored row, not the caller's copy.
+            stored = from_row({**row, **{k: current[k] for k in _IMMUTABLE}})
+            await conn.execute(operations.update().where(operations.c.id == op.id).values(**values))
+            if (current["state"], current["phase"]) != (values["state"], values["phase"]):
+                await self._append_transition(conn, stored, reason, message)
         return stored
 
     @staticmethod

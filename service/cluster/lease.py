@@ -166,7 +166,10 @@ class LeaderElector:
         """Give the Lease up (empty holder) so another replica takes over at once."""
         if not self.is_leader:
             return
-        self._set_leader(False)
+        # Stepping down on purpose: not the "lost leadership" warning of _set_leader.
+        log.info("releasing lease %s/%s", self._namespace, self._name)
+        self._leader.clear()
+        self._follower.set()
         lease = await self._client.get(LEASE, self._namespace, self._name)
         if _spec(lease).get("holderIdentity") != self.identity:
             return

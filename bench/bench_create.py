@@ -27,9 +27,8 @@ from kubernetes_asyncio import config as kconfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.processes import stack
 from service.api.grpc_gen.dvp.snapshots.v1 import snapshot_service_pb2, snapshot_service_pb2_grpc
-from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
-from tests.support.gateway import start_gateway
 
 NS = "demo"
 DISK = "spare-disk"  # detached: every snapshot is consistent and completes at once
@@ -66,51 +65,44 @@ async def main() -> int:
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a temp dir")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        async with EmbeddedCluster(EmbeddedClusterConfig(step_delay=0.0)) as cluster:
-            db_url = args.database_url or f"sqlite+aiosqlite:///{directory / 'bench.db'}"
-            app, tokens, kubeconfig = await start_gateway(cluster, db_url, directory)
-            try:
-                print(f"embedded cluster, step delay 0; database {db_url.split('://')[0]}; "
-                      f"n={args.n} concurrency={args.concurrency}")
-                cfg = kclient.Configuration()
-                await kconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-                async with kclient.ApiClient(cfg) as api:
-                    objects = kclient.CustomObjectsApi(api)
+    with tempfile.TemporaryDirectory() as tmp, stack(Path(tmp), database_url=args.database_url) as running:
+        print(f"embedded cluster and gateway as separate processes, step delay 0; database "
+              f"{(args.database_url or 'sqlite').split(':')[0]}; n={args.n} concurrency={args.concurrency}")
+        cfg = kclient.Configuration()
+        await kconfig.load_kube_config(config_file=str(running.kubeconfig), client_configuration=cfg)
+        async with kclient.ApiClient(cfg) as api:
+            objects = kclient.CustomObjectsApi(api)
 
-                    async def direct(i: int) -> None:
-                        await objects.create_namespaced_custom_object(
-                            "virtualization.deckhouse.io", "v1alpha2", NS, "virtualdisksnapshots",
-                            {"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualDiskSnapshot",
-                             "metadata": {"name": f"direct-{i}"},
-                             "spec": {"virtualDiskName": DISK, "requiredConsistency": True}})
+            async def direct(i: int) -> None:
+                await objects.create_namespaced_custom_object(
+                    "virtualization.deckhouse.io", "v1alpha2", NS, "virtualdisksnapshots",
+                    {"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualDiskSnapshot",
+                     "metadata": {"name": f"direct-{i}"},
+                     "spec": {"virtualDiskName": DISK, "requiredConsistency": True}})
 
-                    base = _report("baseline: direct CR create", *await _run(args.n, args.concurrency, direct))
+            base = _report("baseline: direct CR create", *await _run(args.n, args.concurrency, direct))
 
-                headers = {"Authorization": f"Bearer {tokens['dev']}"}
-                async with aiohttp.ClientSession(headers=headers) as http:
-                    url = f"http://127.0.0.1:{app.rest_port}/v1/namespaces/{NS}/disk-snapshots"
+        headers = {"Authorization": f"Bearer {running.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            url = f"{running.rest_url}/v1/namespaces/{NS}/disk-snapshots"
 
-                    async def rest(i: int) -> None:
-                        async with http.post(url, json={"name": f"rest-{i}", "virtualDiskName": DISK}) as resp:
-                            assert resp.status == 202, await resp.text()
-                            await resp.read()
+            async def rest(i: int) -> None:
+                async with http.post(url, json={"name": f"rest-{i}", "virtualDiskName": DISK}) as resp:
+                    assert resp.status == 202, await resp.text()
+                    await resp.read()
 
-                    rest_p50 = _report("gateway REST create (202 + op)", *await _run(args.n, args.concurrency, rest))
+            rest_p50 = _report("gateway REST create (202 + op)", *await _run(args.n, args.concurrency, rest))
 
-                async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-                    stub = snapshot_service_pb2_grpc.SnapshotServiceStub(channel)
-                    metadata = (("authorization", headers["Authorization"]),)
+        async with grpc.aio.insecure_channel(running.grpc_target) as channel:
+            stub = snapshot_service_pb2_grpc.SnapshotServiceStub(channel)
+            metadata = (("authorization", headers["Authorization"]),)
 
-                    async def rpc(i: int) -> None:
-                        await stub.CreateDiskSnapshot(snapshot_service_pb2.CreateDiskSnapshotRequest(
-                            namespace=NS, name=f"grpc-{i}", virtual_disk_name=DISK), metadata=metadata)
+            async def rpc(i: int) -> None:
+                await stub.CreateDiskSnapshot(snapshot_service_pb2.CreateDiskSnapshotRequest(
+                    namespace=NS, name=f"grpc-{i}", virtual_disk_name=DISK), metadata=metadata)
 
-                    grpc_p50 = _report("gateway gRPC create (op)", *await _run(args.n, args.concurrency, rpc))
-                print(f"ratio p50 vs baseline: REST {rest_p50 / base:.2f}x, gRPC {grpc_p50 / base:.2f}x")
-            finally:
-                await app.stop()
+            grpc_p50 = _report("gateway gRPC create (op)", *await _run(args.n, args.concurrency, rpc))
+        print(f"ratio p50 vs baseline: REST {rest_p50 / base:.2f}x, gRPC {grpc_p50 / base:.2f}x")
     return 0
 
 

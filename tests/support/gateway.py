@@ -75,13 +75,14 @@ def write_identity_files(directory: Path) -> tuple[Path, Path, dict[str, str]]:
 
 
 async def start_gateway(cluster: Any, database_url: str, directory: Path,
+                        core_settings: CoreSettings | None = None,
                         **settings_overrides: Any) -> tuple[GatewayApp, dict[str, str], Path]:
     kubeconfig = cluster.write_kubeconfig(directory / "kubeconfig.yaml")
     token_file, policy_file, tokens = write_identity_files(directory)
     settings = replace(Settings(), data_dir=directory, grpc_port=0, rest_port=0, database_url=database_url,
                        kubeconfig=kubeconfig, token_file=token_file, policy_file=policy_file,
                        shutdown_grace=1.0, **settings_overrides)
-    app = GatewayApp.from_settings(settings, core_settings=CoreSettings(resync_interval=0.2))
+    app = GatewayApp.from_settings(settings, core_settings=core_settings or CoreSettings(resync_interval=0.2))
     await app.start()
     return app, tokens, kubeconfig
 

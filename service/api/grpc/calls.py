@@ -19,10 +19,10 @@ from typing import Any, NoReturn, TypeVar
 
 from grpc_status import rpc_status
 
-from service.api.grpc.facade import GatewayFacade
 from service.api.grpc.status import to_rpc_status
 from service.core.domain import RequestContext
 from service.core.errors import ApiError, Code
+from service.core.facade import GatewayFacade
 from service.log import request_id_var
 
 log = logging.getLogger(__name__)

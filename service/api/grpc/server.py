@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha import reflection
 
 from service.api.grpc.audit import AuditServicer
 from service.api.grpc.calls import CallRunner
-from service.api.grpc.facade import GatewayFacade
 from service.api.grpc.later import CloneServicer, ExportServicer, RestoreServicer
 from service.api.grpc.operations import OperationServicer
 from service.api.grpc.snapshots import SnapshotServicer
@@ -31,6 +30,7 @@ from service.api.grpc_gen.dvp.snapshots.v1 import (
     snapshot_service_pb2,
     snapshot_service_pb2_grpc,
 )
+from service.core.facade import GatewayFacade
 
 # Fully qualified names of the product's services, e.g. "dvp.snapshots.v1.SnapshotService".
 SERVICE_NAMES: tuple[str, ...] = tuple(

@@ -7,19 +7,19 @@ from pathlib import Path
 from aiohttp import web
 
 from service.api.rest.context import GATEWAY
-from service.api.rest.facade import RestGateway
 from service.api.rest.handlers.health import OPENAPI_DOCUMENT
 from service.api.rest.middleware import authentication, errors_and_request_id
 from service.api.rest.parsing import MAX_BODY_BYTES
 from service.api.rest.routes import add_routes
 from service.api.rest.streams import SSE_STREAMS, STREAM_SETTINGS, StreamSettings, close_streams
+from service.core.facade import GatewayFacade
 
 # pageToken and labelSelector may each be 4096 characters; percent-encoded UTF-8 takes up
 # to 12 bytes a character, beyond aiohttp's 8 KiB default (which answers in text/plain).
 MAX_REQUEST_LINE_BYTES = 128 * 1024
 
 
-def create_rest_app(gateway: RestGateway, *, openapi_path: Path,
+def create_rest_app(gateway: GatewayFacade, *, openapi_path: Path,
                     stream_settings: StreamSettings | None = None) -> web.Application:
     """The REST application. Open event streams are tracked in ``app[SSE_STREAMS]``;
     ``close_streams(app)`` ends them (also run on the application's shutdown)."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api.rest.facade import RestGateway
 from service.core.domain import RequestContext
+from service.core.facade import GatewayFacade
 
-GATEWAY = web.AppKey("gateway", RestGateway)
+GATEWAY = web.AppKey("gateway", GatewayFacade)
 REQUEST_ID = web.RequestKey("request_id", str)
 CONTEXT = web.RequestKey("context", RequestContext)
 
 
-def gateway(request: web.Request) -> RestGateway:
+def gateway(request: web.Request) -> GatewayFacade:
     return request.app[GATEWAY]
 
 

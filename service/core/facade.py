@@ -1,7 +1,8 @@
-"""The part of ``service.core.gateway.Gateway`` the REST adapter calls.
+"""What both doors (gRPC and REST) call: ``service.core.gateway.Gateway``'s public methods.
 
-A Protocol rather than the class itself, so the adapter can be exercised against any
-implementation with the same signatures (the real facade satisfies it structurally).
+A Protocol rather than the class itself, so each adapter depends on the documented
+contract only and can be exercised against any implementation with the same signatures
+(the real ``Gateway`` satisfies it structurally; mypy checks that in ``service/app.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from service.core.requests import (
 )
 
 
-class RestGateway(Protocol):
+class GatewayFacade(Protocol):
     async def authenticate(self, authorization: str | None, *, action: str, protocol: str,
                            peer: str = "", request_id: str = "") -> Caller: ...
 

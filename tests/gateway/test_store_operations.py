@@ -243,3 +243,20 @@ async def test_unstorable_text_is_cleaned_on_write_and_never_matches_on_lookup(d
     with pytest.raises(ApiError) as caught:
         await database.operations.save(replace(created, id=hostile))
     assert caught.value.code == Code.NOT_FOUND
+
+
+async def test_mixed_concurrent_writers_all_succeed(database: Database) -> None:
+    # What a burst of creates does to the store: each one inserts an operation, appends an
+    # audit event and saves the operation twice, all interleaved on one pool.
+    from service.core.domain import AuditEventDraft, AuditOutcome
+
+    async def one_create(i: int) -> None:
+        op = await database.operations.create(make_op(request_id=f"burst-{i}"))
+        await database.audit.append(AuditEventDraft(actor="alice", action="CreateDiskSnapshot",
+                                                    outcome=AuditOutcome.SUCCESS, operation_id=op.id))
+        op = await database.operations.save(replace(op, state=OperationState.RUNNING, phase="Pending"))
+        await database.operations.save(replace(op, state=OperationState.SUCCEEDED, phase="Ready"))
+
+    await asyncio.gather(*(one_create(i) for i in range(60)))
+    assert len((await database.operations.list_page(OperationFilter(), 500, "")).items) == 60
+    assert (await database.audit.verify()).checked == 60

@@ -29,6 +29,7 @@ from service.cluster.lease import LeaderElector
 from service.cluster.watch_hub import WatchHub
 from service.core.auth import Authenticator, Authorizer, PolicyAuthorizer, StaticTokenAuthenticator
 from service.core.gateway import CoreSettings, Gateway
+from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
 from service.settings import Settings, load_tls
 from service.store.db import Database, migrate
 
@@ -43,8 +44,8 @@ OPENAPI_PATH = Path(os.environ.get("DVP_GATEWAY_OPENAPI_PATH")
 @dataclass
 class GatewayApp:
     settings: Settings
-    authenticator: Authenticator
-    authorizer: Authorizer
+    authenticator: Authenticator | None
+    authorizer: Authorizer | None
     core_settings: CoreSettings = field(default_factory=CoreSettings)
     grpc_port: int = 0
     rest_port: int = 0
@@ -60,13 +61,18 @@ class GatewayApp:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, core_settings: CoreSettings | None = None) -> GatewayApp:
+        core = core_settings or CoreSettings(resync_interval=settings.reconcile_interval,
+                                            lease_namespace=settings.lease_namespace)
+        if settings.auth == "kubernetes":
+            # Built in start(), once there is a cluster client to ask.
+            return cls(settings, None, None, core)
+        if settings.auth != "static":
+            raise SystemExit(f"unknown --auth {settings.auth!r}: use static or kubernetes")
         if settings.token_file is None:
             raise SystemExit("a token file is required (--token-file); the embedded mode creates one")
         authn = StaticTokenAuthenticator.from_file(settings.token_file)
         authz: Authorizer = (PolicyAuthorizer.from_file(settings.policy_file) if settings.policy_file
                              else PolicyAuthorizer.allow_all_for_groups("admins"))
-        core = core_settings or CoreSettings(resync_interval=settings.reconcile_interval,
-                                            lease_namespace=settings.lease_namespace)
         return cls(settings, authn, authz, core)
 
     @property
@@ -82,6 +88,9 @@ class GatewayApp:
         cluster = await connect_cluster(kubeconfig=s.kubeconfig, context=s.kube_context or None,
                                         in_cluster=s.in_cluster)
         self._cluster = cluster
+        if self.authenticator is None or self.authorizer is None:
+            self.authenticator = TokenReviewAuthenticator(cluster)
+            self.authorizer = SubjectAccessReviewAuthorizer(cluster)
         self._hub = WatchHub(cluster)
         # Background reconciling runs on one replica at a time: the holder of this Lease.
         cs = self.core_settings

@@ -53,7 +53,7 @@ async def start_embedded_cluster(settings: Settings, *, port: int = 0) -> Embedd
 def ensure_dev_token(settings: Settings) -> tuple[Settings, str | None]:
     """In embedded mode with no token file given, create one (once) and remember its
     dev token in a 0600 file so it can be shown at every start."""
-    if settings.token_file is not None:
+    if settings.token_file is not None or settings.auth != "static":
         return settings, None
     token_file = settings.data_dir / "tokens.yaml"
     token_path = settings.data_dir / "dev-token"

@@ -59,5 +59,5 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that log request details at INFO are kept quiet.
-    for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic.runtime.migration"):
+    for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -36,6 +36,9 @@ class Settings:
     # file is created in data_dir and its token printed once.
     token_file: Path | None = None
     policy_file: Path | None = None
+    # "static": the token and policy files above; "kubernetes": the cluster answers with
+    # TokenReview and SubjectAccessReview (a real cluster's users and RBAC).
+    auth: str = "static"
     # TLS for both listeners; client_ca turns on mTLS (client certificates required).
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
+from service.app import GatewayApp
 from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.watch_hub import WatchHub
 from service.core.domain import AuditFilter, AuditOutcome, Caller, RequestContext
@@ -15,6 +18,7 @@ from service.core.errors import ApiError, Code
 from service.core.gateway import Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
 from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
+from service.settings import Settings
 from service.store import Database
 
 ALICE_TOKEN = "alice-cluster-token-42"
@@ -96,3 +100,27 @@ async def test_gateway_with_cluster_auth(cluster: EmbeddedCluster, client: KubeC
         ]
     finally:
         await hub.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_served_gateway_in_kubernetes_auth_mode(cluster: EmbeddedCluster, database_url: str,
+                                                      tmp_path: Path) -> None:
+    # The composition root with --auth kubernetes: no token or policy file; the cluster's
+    # own users and rules decide, over real REST.
+    app = GatewayApp.from_settings(replace(
+        Settings(), data_dir=tmp_path, grpc_port=0, rest_port=0, database_url=database_url, auth="kubernetes",
+        kubeconfig=cluster.write_kubeconfig(tmp_path / "gateway-kubeconfig")))
+    await app.start()
+    try:
+        base = f"http://127.0.0.1:{app.rest_port}/v1/namespaces"
+        async with aiohttp.ClientSession() as http:
+            alice = {"Authorization": f"Bearer {ALICE_TOKEN}"}
+            async with http.get(f"{base}/demo/disk-snapshots/absent", headers=alice) as resp:
+                assert resp.status == 404  # allowed by the cluster's rules, then not found
+            async with http.get(f"{base}/prod/disk-snapshots/absent", headers=alice) as resp:
+                assert resp.status == 403
+            async with http.get(f"{base}/demo/disk-snapshots/absent",
+                                headers={"Authorization": "Bearer not-a-cluster-token"}) as resp:
+                assert resp.status == 401
+    finally:
+        await app.stop()

@@ -78,6 +78,7 @@ class AuditedCall:
         if isinstance(exc, ApiError):
             denied = self._denied or exc.code is Code.UNAUTHENTICATED
             await self._write(AuditOutcome.DENIED if denied else AuditOutcome.ERROR, exc.code, exc.reason)
+            exc.audited = True
             return
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             await self._write(AuditOutcome.ERROR, "CANCELLED", "CLIENT_CANCELLED")
@@ -85,7 +86,9 @@ class AuditedCall:
         if isinstance(exc, Exception):
             log.exception("unexpected failure in %s", self.action, exc_info=exc)
             await self._write(AuditOutcome.ERROR, Code.INTERNAL, "INTERNAL")
-            raise internal_error() from exc
+            error = internal_error()
+            error.audited = True
+            raise error from exc
 
     async def _write(self, outcome: AuditOutcome, code: str = "", reason: str = "") -> None:
         await self._recorder.record(AuditEventDraft(

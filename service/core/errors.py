@@ -75,6 +75,9 @@ class ApiError(Exception):
     precondition_violations: list[PreconditionViolation] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     retry_after_seconds: int | None = None
+    # Set once the audit log holds this failure, so an adapter knows whether a rejection
+    # of its own (a body it could not parse) still has to be recorded.
+    audited: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -249,7 +249,18 @@ class Gateway:
         await self._audit.record(AuditEventDraft(
             actor=ctx.caller.subject or ANONYMOUS, action=method, outcome=AuditOutcome.ERROR, protocol=ctx.protocol,
             request_id=ctx.request_id, code=error.code.value, reason=error.reason))
+        error.audited = True
         return error
+
+    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError) -> None:
+        """Audit a call an adapter refused before it reached a use case (a body or an enum
+        value it could not convert): every call, however it ends, is an audit event."""
+        if error.audited:
+            return
+        await self._audit.record(AuditEventDraft(
+            actor=ctx.caller.subject or ANONYMOUS, action=action, outcome=AuditOutcome.ERROR, protocol=ctx.protocol,
+            request_id=ctx.request_id, code=error.code.value, reason=error.reason))
+        error.audited = True
 
     async def check_ready(self) -> dict[str, bool]:
         return {"database": await self._database_ok(), "cluster": await self._cluster_ok()}

@@ -171,7 +171,13 @@ class FakeGateway:
 
     async def unimplemented(self, ctx: RequestContext, method: str) -> ApiError:
         self.calls.append(("unimplemented", method))
-        return errors.unimplemented(method)
+        error = errors.unimplemented(method)
+        error.audited = True
+        return error
+
+    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError) -> None:
+        if not error.audited:
+            self.calls.append(("rejected", f"{action}:{error.reason}"))
 
 
 def _audit(event_id: int) -> AuditEvent:
@@ -406,6 +412,8 @@ async def test_unknown_enum_value_is_invalid_argument(server: Server) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     bad = _details(caught.value)["BadRequest"]
     assert isinstance(bad, error_details_pb2.BadRequest) and bad.field_violations[0].field == "state"
+    # Refused by the adapter before any use case ran, and still an audit event.
+    assert [c for c in server.gateway.calls if c[0] == "rejected"] == [("rejected", "ListOperations:INVALID_ARGUMENT")]
 
 
 async def test_audit_list_export_verify(server: Server) -> None:

@@ -66,6 +66,7 @@ class FakeGateway:
         self.by_key: dict[str, tuple[CreateDiskSnapshotRequest, str]] = {}
         self.events: list[AuditEvent] = []
         self.unimplemented_calls: list[str] = []
+        self.rejections: list[tuple[str, str]] = []
         self.authenticated: list[tuple[str, str]] = []     # (action, request_id)
         self.ready = {"database": True, "cluster": True}
         self.explode = False
@@ -234,7 +235,13 @@ class FakeGateway:
     # ------------------------------------------------------------ the rest
     async def unimplemented(self, ctx: RequestContext, method: str) -> errors.ApiError:
         self.unimplemented_calls.append(method)
-        return errors.unimplemented(method)
+        error = errors.unimplemented(method)
+        error.audited = True
+        return error
+
+    async def record_rejection(self, ctx: RequestContext, action: str, error: errors.ApiError) -> None:
+        if not error.audited:
+            self.rejections.append((action, error.reason))
 
     async def check_ready(self) -> dict[str, bool]:
         return dict(self.ready)

@@ -85,6 +85,14 @@ class CallRunner:
             return request_id, err
         return request_id, RequestContext(caller=caller, request_id=request_id, protocol="grpc", peer=peer)
 
+    async def _recorded(self, ctx: RequestContext, action: str, err: ApiError) -> ApiError:
+        """The failure to send, once the audit log holds it (adapter rejections included)."""
+        try:
+            await self.gateway.record_rejection(ctx, action, err)
+        except ApiError as audit_failure:
+            return audit_failure
+        return err
+
     async def unary(self, context: ServicerContext, action: str,
                     handler: Callable[[RequestContext], Awaitable[R]]) -> R:
         request_id, ctx = await self._begin(context, action)
@@ -94,7 +102,7 @@ class CallRunner:
         try:
             return await handler(ctx)
         except ApiError as err:
-            failure = err
+            failure = await self._recorded(ctx, action, err)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -117,7 +125,7 @@ class CallRunner:
                 yield convert(item)
             return
         except ApiError as err:
-            failure = err
+            failure = await self._recorded(ctx, action, err)
         except asyncio.CancelledError:
             raise
         except Exception:

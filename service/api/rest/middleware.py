@@ -66,6 +66,11 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     caller = await request.app[GATEWAY].authenticate(
         request.headers.get("Authorization"), action=action, protocol="rest",
         peer=request.remote or "", request_id=request[REQUEST_ID])
-    request[CONTEXT] = RequestContext(caller=caller, request_id=request[REQUEST_ID], protocol="rest",
-                                      peer=request.remote or "")
-    return await handler(request)
+    ctx = RequestContext(caller=caller, request_id=request[REQUEST_ID], protocol="rest", peer=request.remote or "")
+    request[CONTEXT] = ctx
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        # The adapter's own rejections (unparseable body, unknown field) are calls too.
+        await request.app[GATEWAY].record_rejection(ctx, action, exc)
+        raise

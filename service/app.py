@@ -76,6 +76,11 @@ class GatewayApp:
         return cls(settings, authn, authz, core)
 
     @property
+    def hub(self) -> WatchHub:
+        assert self._hub is not None, "not started"
+        return self._hub
+
+    @property
     def gateway(self) -> Gateway:
         assert self._gateway is not None, "not started"
         return self._gateway

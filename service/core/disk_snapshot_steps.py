@@ -13,7 +13,7 @@ from service.cluster.translate import consistency_warning, disk_snapshot_manifes
 from service.core.domain import Operation, OperationError
 from service.core.errors import ApiError, Code, already_exists, not_found
 from service.core.op_updates import OperationWriter
-from service.core.ports import ClusterClient
+from service.core.ports import ClusterClient, ResourceKind, WatchSource
 from service.core.progress import fail, follow_created, follow_resource
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,17 @@ def operation_error(exc: ApiError) -> OperationError:
     return OperationError(exc.code.value, exc.reason, exc.message)
 
 
-async def read_disk(cluster: ClusterClient, namespace: str, disk_name: str) -> dict[str, Any]:
+async def read(cluster: ClusterClient, cache: WatchSource, kind: ResourceKind, namespace: str,
+               name: str) -> dict[str, Any]:
+    """From the shared watch's cache when it has the object (no round trip: these reads
+    only inform checks and warnings), else from the cluster (a just-created object)."""
+    cached = cache.get_cached(kind, namespace, name)
+    return cached if cached is not None else await cluster.get(kind, namespace, name)
+
+
+async def read_disk(cluster: ClusterClient, cache: WatchSource, namespace: str, disk_name: str) -> dict[str, Any]:
     try:
-        return await cluster.get(VIRTUAL_DISK, namespace, disk_name)
+        return await read(cluster, cache, VIRTUAL_DISK, namespace, disk_name)
     except ApiError as exc:
         if exc.code != Code.NOT_FOUND:
             raise
@@ -43,7 +51,8 @@ async def read_disk(cluster: ClusterClient, namespace: str, disk_name: str) -> d
         raise error from None
 
 
-async def consistency_check(cluster: ClusterClient, disk: dict[str, Any], required_consistency: bool) -> str | None:
+async def consistency_check(cluster: ClusterClient, cache: WatchSource, disk: dict[str, Any],
+                            required_consistency: bool) -> str | None:
     """The guide's warning for a consistent snapshot of a disk a running VM without a
     guest agent uses (the snapshot would wait in Pending)."""
     if not required_consistency:
@@ -56,7 +65,7 @@ async def consistency_check(cluster: ClusterClient, disk: dict[str, Any], requir
         if not isinstance(vm_name, str) or not vm_name:
             continue
         try:
-            vms.append(await cluster.get(VIRTUAL_MACHINE, namespace, vm_name))
+            vms.append(await read(cluster, cache, VIRTUAL_MACHINE, namespace, vm_name))
         except ApiError as exc:
             if exc.code != Code.NOT_FOUND:
                 raise

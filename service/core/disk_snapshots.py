@@ -66,8 +66,8 @@ class DiskSnapshots:
             return replay
         name = req.name or steps.generated_name(req.generate_name or f"{req.virtual_disk_name}-")
         try:
-            disk = await steps.read_disk(self._cluster, req.namespace, req.virtual_disk_name)
-            warning = await steps.consistency_check(self._cluster, disk, req.required_consistency)
+            disk = await steps.read_disk(self._cluster, self._hub, req.namespace, req.virtual_disk_name)
+            warning = await steps.consistency_check(self._cluster, self._hub, disk, req.required_consistency)
             await steps.ensure_name_free(self._cluster, req.namespace, name)
         except ApiError as exc:
             if exc.code not in steps.RETRYABLE:

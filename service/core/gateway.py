@@ -8,13 +8,15 @@ adapter can stop a stream at once when its client goes away).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from service.cluster.kinds import VIRTUAL_DISK_SNAPSHOT
+from service.cluster.kinds import VIRTUAL_DISK, VIRTUAL_DISK_SNAPSHOT, VIRTUAL_MACHINE
 from service.core import request_checks
 from service.core.audit import ANONYMOUS, AuditedCall, AuditRecorder
 from service.core.auth import (
@@ -44,7 +46,14 @@ from service.core.errors import unimplemented as unimplemented_error
 from service.core.notifier import NotifyingOperations, OperationNotifier
 from service.core.op_updates import OperationWriter
 from service.core.operations import Operations
-from service.core.ports import AuditRepository, ClusterClient, Leadership, OperationRepository, WatchSource
+from service.core.ports import (
+    AuditRepository,
+    ClusterClient,
+    Leadership,
+    OperationRepository,
+    ResourceKind,
+    WatchSource,
+)
 from service.core.reconciler import Reconciler
 from service.core.requests import (
     CreateDiskSnapshotRequest,
@@ -56,6 +65,9 @@ from service.core.requests import (
 from service.core.validation import effective_page_size
 
 NIL_OPERATION_ID = str(uuid.UUID(int=0))
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,8 @@ class Gateway:
         self._audit_repo = audit
         self._audit = AuditRecorder(audit)
         self._cluster = cluster
+        self._hub = hub
+        self._warmers: list[asyncio.Task[None]] = []
         self._authenticator = authenticator
         self._authorizer = authorizer
         self._disk_snapshots = DiskSnapshots(cluster=cluster, writer=writer, hub=hub,
@@ -104,8 +118,21 @@ class Gateway:
 
     async def start(self) -> None:
         await self.reconciler.start()
+        # The create path reads disks and VMs from these shared watches' caches instead
+        # of a GET each; warming them must not hold up (or fail) the start.
+        self._warmers = [asyncio.create_task(self._warm(kind), name=f"warm-{kind.plural}")
+                         for kind in (VIRTUAL_DISK, VIRTUAL_MACHINE)]
+
+    async def _warm(self, kind: ResourceKind) -> None:
+        try:
+            await self._hub.wait_synced(kind)
+        except ApiError as exc:
+            log.warning("no shared watch for %s (reads go to the cluster): %s", kind.plural, exc.reason)
 
     async def stop(self) -> None:
+        for task in self._warmers:
+            task.cancel()
+        await asyncio.gather(*self._warmers, return_exceptions=True)
         await self.reconciler.stop()
 
     # ------------------------------------------------------------ authentication

@@ -129,6 +129,13 @@ class WatchSource(Protocol):
     def subscribe(self, kind: ResourceKind, namespace: str | None = None,
                   name: str | None = None) -> AbstractAsyncContextManager[AsyncIterator[WatchEvent]]: ...
 
+    def get_cached(self, kind: ResourceKind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The latest object the kind's shared watch has seen (read-only), or None when
+        not seen or not synced: then ask the cluster."""
+
+    async def wait_synced(self, kind: ResourceKind) -> None:
+        """Start the kind's shared watch and wait for its first full list."""
+
 
 class Leadership(Protocol):
     """What the reconciler needs from ``cluster.lease.LeaderElector``: background work

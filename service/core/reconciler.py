@@ -155,7 +155,7 @@ class Reconciler:
     async def _replay_create(self, op: Operation) -> None:
         """Run the request's checks and the create again, from the stored request."""
         try:
-            disk = await steps.read_disk(self._cluster, op.namespace, op.target.name)
+            disk = await steps.read_disk(self._cluster, self._hub, op.namespace, op.target.name)
         except ApiError as exc:
             if exc.code in steps.RETRYABLE:
                 raise
@@ -166,7 +166,7 @@ class Reconciler:
             op = await self._writer.update(op.id, _set_target_uid(disk_uid))
         if op.resource is None or op.resource.uid:
             return  # the watch got there first
-        warning = await steps.consistency_check(self._cluster, disk,
+        warning = await steps.consistency_check(self._cluster, self._hub, disk,
                                                 bool(op.request.get("required_consistency", True)))
         if warning:
             op = await self._writer.update(op.id, add_warning(warning))

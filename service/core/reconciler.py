@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 WATCH_RETRY_SECONDS = 1.0
 
 
+# How many finished operation ids the watch path remembers (events after the end skip the store).
+FINISHED_MEMORY = 10_000
+
+
 class Reconciler:
     def __init__(self, *, writer: OperationWriter, cluster: ClusterClient, hub: WatchSource,
                  resync_interval: float, pending_grace: float, leader: Leadership | None = None) -> None:
@@ -45,6 +50,12 @@ class Reconciler:
         self._quiet_period = timedelta(seconds=resync_interval)
         self._leader = leader
         self._tasks: list[asyncio.Task[None]] = []
+        self._finished: OrderedDict[str, None] = OrderedDict()
+
+    def _remember_finished(self, operation_id: str) -> None:
+        self._finished[operation_id] = None
+        if len(self._finished) > FINISHED_MEMORY:
+            self._finished.popitem(last=False)
 
     @property
     def active(self) -> bool:
@@ -101,11 +112,19 @@ class Reconciler:
         labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
         operation_id = str((labels or {}).get(LABEL_OPERATION_ID, ""))
         gone = event.type == "DELETED"
-        if operation_id:
-            op = await self._operations.get(operation_id)
-            if op is not None and not op.done and op.type is OperationType.CREATE_DISK_SNAPSHOT:
-                await self._writer.update(op.id, follow_resource(VIRTUAL_DISK_SNAPSHOT, None if gone else obj,
-                                                                 deleting=False))
+        if operation_id and operation_id not in self._finished:
+            follow = follow_resource(VIRTUAL_DISK_SNAPSHOT, None if gone else obj, deleting=False)
+            try:
+                # One read under the writer's lock decides; a finished operation is
+                # remembered so the snapshot's later events cost no database round trip.
+                op = await self._writer.update(
+                    operation_id, lambda op: follow(op) if op.type is OperationType.CREATE_DISK_SNAPSHOT else None)
+            except ApiError as exc:
+                if exc.code is not Code.NOT_FOUND:
+                    raise
+            else:
+                if op.done:
+                    self._remember_finished(op.id)
         if gone or meta.get("deletionTimestamp"):
             for delete_op in await self._open_deletes(namespace, name):
                 current = None if gone else obj

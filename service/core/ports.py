@@ -38,7 +38,8 @@ class OperationRepository(Protocol):
 
     async def save(self, op: Operation, *, reason: str = "", message: str = "") -> Operation:
         """Persist ``op``'s current fields, bump ``version`` and ``update_time``, and append
-        a transition row when state or phase changed. Returns the stored operation."""
+        a transition row when state or phase changed. Returns the stored operation. A
+        stored operation in a terminal state is final: it is returned unchanged."""
 
     async def list_page(self, flt: OperationFilter, page_size: int, page_token: str) -> Page[Operation]:
         """Newest first; keyset pagination on (create_time, id); opaque page tokens."""

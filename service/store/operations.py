@@ -115,6 +115,10 @@ class SqlOperationRepository:
                 sa.select(operations).where(operations.c.id == op.id).with_for_update())).mappings().first()
             if current is None:
                 raise not_found("Operation", op.id)
+            if OperationState(current["state"]).terminal:
+                # Final, whoever writes: checked under the row lock, so a replica holding an
+                # older copy cannot reopen an operation another replica has finished.
+                return from_row(current)
             # Keep update_time monotonic even if this host's clock stepped back.
             update_time = max(now, current["update_time"])
             end_time = _as_utc(op.end_time) or (update_time if op.state.terminal else None)

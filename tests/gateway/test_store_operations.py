@@ -260,3 +260,16 @@ async def test_mixed_concurrent_writers_all_succeed(database: Database) -> None:
     await asyncio.gather(*(one_create(i) for i in range(60)))
     assert len((await database.operations.list_page(OperationFilter(), 500, "")).items) == 60
     assert (await database.audit.verify()).checked == 60
+
+
+async def test_a_finished_operation_is_final_even_for_a_stale_writer(database: Database) -> None:
+    # Two replicas hold copies of one operation; one finishes it, the other saves an older
+    # RUNNING copy afterwards. The row lock in save keeps the finished state.
+    op = await database.operations.create(make_op())
+    stale = await database.operations.save(replace(op, state=OperationState.RUNNING, phase="InProgress"))
+    done = await database.operations.save(replace(stale, state=OperationState.SUCCEEDED, phase="Ready"))
+    after = await database.operations.save(replace(stale, state=OperationState.RUNNING, phase="Pending"))
+    assert (after.state, after.phase, after.version) == (OperationState.SUCCEEDED, "Ready", done.version)
+    stored = await database.operations.get(op.id)
+    assert stored is not None and (stored.state, stored.phase) == (OperationState.SUCCEEDED, "Ready")
+    assert [t.phase for t in await database.operations.transitions(op.id)] == ["", "InProgress", "Ready"]

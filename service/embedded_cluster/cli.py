@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve until SIGINT/SIGTERM")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    serve.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
+    # HTTPS by default: kubectl (client-go) will not send a bearer token over plain HTTP.
+    serve.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
+                       help="serve HTTPS with a generated CA (default; --no-tls for plain HTTP)")
     serve.add_argument("--step-delay", type=float, default=1.0, help="seconds per simulated controller step")
     serve.add_argument("--no-seed", action="store_true", help="do not create the demo namespace and objects")
     serve.add_argument("--policy", type=Path, help="YAML file with users, tokens and rules")

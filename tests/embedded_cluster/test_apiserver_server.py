@@ -67,9 +67,10 @@ def test_cli_rejects_bad_arguments() -> None:
 
 
 async def test_serve_cli_with_kubectl(tmp_path: Path) -> None:
+    # No --tls: serving HTTPS is the default, so kubectl (which sends no token over HTTP) works.
     kubeconfig, token_file = tmp_path / "kubeconfig", tmp_path / "admin-token"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.embedded_cluster", "serve", "--tls", "--no-seed", "--step-delay", "0",
+        sys.executable, "-m", "service.embedded_cluster", "serve", "--no-seed", "--step-delay", "0",
         "--kubeconfig-out", str(kubeconfig), "--admin-token-file", str(token_file),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})

@@ -40,7 +40,7 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], what: str, limit: fl
 def stack(directory: Path, *, database_url: str = "", step_delay: float = 0.0) -> Iterator[Stack]:
     kubeconfig = directory / "kubeconfig.yaml"
     cluster = subprocess.Popen(
-        [str(BIN / "python"), "-m", "service.embedded_cluster", "serve", "--port", "0", "--step-delay",
+        [str(BIN / "python"), "-m", "service.embedded_cluster", "serve", "--no-tls", "--port", "0", "--step-delay",
          str(step_delay), "--kubeconfig-out", str(kubeconfig)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gateway: subprocess.Popen[bytes] | None = None

@@ -23,6 +23,12 @@ ENDLESS = ["WatchDiskSnapshots"]
 LATER = [operation_id for _, _, operation_id, handler in ROUTES if handler is unimplemented]
 
 
+# CPython 3.11.7 (this machine's) can raise this inside Hypothesis while it parses source
+# to describe a strategy (a fixed interpreter bug, not a finding about our API): such a run
+# says nothing about the server and is run once more.
+INTERPRETER_FAULT = "AST constructor recursion depth mismatch"
+
+
 async def run_schemathesis(server: GatewayServer, workdir: Path, checks: str, max_examples: int,
                            phases: str, selection: list[str]) -> None:
     url = server.rest_url
@@ -31,6 +37,17 @@ async def run_schemathesis(server: GatewayServer, workdir: Path, checks: str, ma
             "--max-examples", str(max_examples), "--generation-deterministic", "--phases", phases,
             "--workers", "2", "--request-timeout", "10", "--no-shrink", "--no-color", "--max-failures", "20",
             *selection]
+    for attempt in (1, 2):
+        returncode, report = await _run(args, workdir)
+        if returncode == 0 or INTERPRETER_FAULT not in report or attempt == 2:
+            break
+    print(report)  # shown by pytest when the run fails
+    assert returncode == 0, report[-4000:]
+    # Every generated case passed every check (warnings about test data are advisory).
+    assert re.search(r"(\d+) generated, \1 passed", report), report[-2000:]
+
+
+async def _run(args: list[str], workdir: Path) -> tuple[int | None, str]:
     process = await asyncio.create_subprocess_exec(str(SCHEMATHESIS), "run", *args, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT, cwd=workdir)
     try:
@@ -40,14 +57,10 @@ async def run_schemathesis(server: GatewayServer, workdir: Path, checks: str, ma
         if process.returncode is None:
             process.kill()
             await process.wait()
-    report = output.decode(errors="replace")
-    print(report)  # shown by pytest when the run fails
-    assert process.returncode == 0, report[-4000:]
-    # Every generated case passed every check (warnings about test data are advisory).
-    assert re.search(r"(\d+) generated, \1 passed", report), report[-2000:]
+    return process.returncode, output.decode(errors="replace")
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
         gateway_server: GatewayServer, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ def test_generated_modules_import_under_the_service_package() -> None:
 
     assert snapshot_service_pb2.DESCRIPTOR.package == "dvp.snapshots.v1"
     assert hasattr(snapshot_service_pb2_grpc, "SnapshotServiceStub")
-    for path in (ROOT / "service" / "api" / "grpc_gen").rglob("*.py*"):
+    generated = ROOT / "service" / "api" / "grpc_gen"
+    for path in [*generated.rglob("*.py"), *generated.rglob("*.pyi")]:  # not __pycache__'s .pyc
         text = path.read_text()
         assert "from dvp." not in text and "import dvp." not in text, path

@@ -32,6 +32,7 @@ from service.core.gateway import CoreSettings, Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
 from service.settings import Settings, load_tls
 from service.store.db import Database, migrate
+from service.store.engine import safe_url
 
 log = logging.getLogger("dvp.gateway")
 
@@ -120,7 +121,7 @@ class GatewayApp:
         self.rest_port = _bound_port(self._rest)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway started", extra={"fields": {"grpc_port": self.grpc_port, "rest_port": self.rest_port,
-                                                      "database": _safe_url(url)}})
+                                                      "database": safe_url(url)}})
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace
@@ -170,12 +171,6 @@ def _rest_ssl(settings: Settings) -> ssl.SSLContext | None:
         ctx.load_verify_locations(settings.tls_client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 async def run_until_signalled(app: GatewayApp, stop: asyncio.Event) -> None:

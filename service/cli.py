@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(settings: Settings) -> int:
     from service.app import GatewayApp
     from service.launcher import embedded_context, ensure_dev_token
+    from service.store.engine import safe_url
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings, dev_token = ensure_dev_token(settings)
@@ -50,7 +51,7 @@ async def _serve(settings: Settings) -> int:
             print(f"gRPC  listening on {settings.grpc_host}:{app.grpc_port}", flush=True)
             print(f"REST  listening on http://{settings.rest_host}:{app.rest_port}/v1 "
                   f"(spec: /openapi.yaml)", flush=True)
-            print(f"store {settings.effective_database_url}", flush=True)
+            print(f"store {safe_url(settings.effective_database_url)}", flush=True)  # password hidden
             if cluster_note:
                 print(cluster_note, flush=True)
             if dev_token:

@@ -35,7 +35,7 @@ class Served:
     token: str
 
 
-def _read_banner(process: subprocess.Popen[str], deadline: float) -> dict[str, str]:
+def _read_banner(process: subprocess.Popen[str], deadline: float, seen: list[str] | None = None) -> dict[str, str]:
     assert process.stdout is not None
     found: dict[str, str] = {}
     patterns = {
@@ -48,6 +48,8 @@ def _read_banner(process: subprocess.Popen[str], deadline: float) -> dict[str, s
         assert time.monotonic() < deadline, f"the gateway did not print its banner; got {found}"
         line = process.stdout.readline()
         assert line, f"the gateway exited early with {process.poll()}"
+        if seen is not None:
+            seen.append(line)
         for key, pattern in patterns.items():
             if match := pattern.search(line.strip()):
                 found[key] = match.group(1)
@@ -132,3 +134,24 @@ def test_readme_quick_start(served: Served) -> None:
 def test_sigterm_stops_cleanly(served: Served) -> None:
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_banner_and_logs_never_show_the_database_password(database_url: str, tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    # The throwaway server trusts 127.0.0.1, so any password works and must stay hidden.
+    url = make_url(database_url).set(password="hunter2-not-for-logs").render_as_string(hide_password=False)
+    process = subprocess.Popen(
+        [str(GATEWAY), "serve", "--data-dir", str(tmp_path / "var"), "--grpc-port", "0", "--rest-port", "0",
+         "--embedded-step-delay", "0", "--database-url", url],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    banner: list[str] = []
+    try:
+        _read_banner(process, time.monotonic() + 60, banner)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "hunter2-not-for-logs" not in "".join(banner) + out + err
+    assert any(line.startswith("store postgresql+asyncpg://") and "***" in line for line in banner), banner

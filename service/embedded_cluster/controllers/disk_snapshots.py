@@ -45,6 +45,21 @@ async def set_frozen_by(reconciler: Reconciler, vm: Obj, holder: str) -> None:
     await reconciler.write(VM, vm)
 
 
+async def start_terminating(reconciler: Reconciler, resource: str, snap: Obj, st: dict[str, Any], vm: Obj | None,
+                            holder: str, ready_condition: str) -> bool:
+    """A snapshot's first steps on deletion, shared by disk and VM snapshots: thaw the guest
+    if this snapshot froze it, then show Terminating. True when that status was written
+    (the caller re-queues and finishes the clean-up on the next pass)."""
+    if vm is not None and frozen_by(vm) == holder:
+        await set_frozen_by(reconciler, vm, "")
+    if phase(snap) == "Terminating":
+        return False
+    st["phase"] = "Terminating"
+    set_condition(st, ready_condition, "Unknown", "Unknown", "", generation_of(snap))
+    await reconciler.write_status(resource, snap, st)
+    return True
+
+
 async def remove_finalizer(reconciler: Reconciler, resource: str, obj: Obj, finalizer: str) -> None:
     finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
     obj["metadata"]["finalizers"] = finalizers
@@ -107,12 +122,7 @@ class DiskSnapshotReconciler(Reconciler):
         return None
 
     async def _terminate(self, snap: Obj, st: dict[str, Any], vm: Obj | None, holder: str) -> float | None:
-        if vm is not None and frozen_by(vm) == holder:
-            await set_frozen_by(self, vm, "")
-        if phase(snap) != "Terminating":
-            st["phase"] = "Terminating"
-            set_condition(st, READY, "Unknown", "Unknown", "", generation_of(snap))
-            await self.write_status(VDSNAPSHOT, snap, st)
+        if await start_terminating(self, VDSNAPSHOT, snap, st, vm, holder, READY):
             return 0.0
         if VDSNAPSHOT_FINALIZER in (snap["metadata"].get("finalizers") or []):
             await remove_finalizer(self, VDSNAPSHOT, snap, VDSNAPSHOT_FINALIZER)

@@ -6,7 +6,7 @@ from typing import Any
 
 from service.embedded_cluster.contracts import Obj
 
-from .disk_snapshots import ensure_finalizer, remove_finalizer, set_frozen_by
+from .disk_snapshots import ensure_finalizer, remove_finalizer, set_frozen_by, start_terminating
 from .kube import (
     annotation,
     condition_true,
@@ -102,12 +102,7 @@ class MachineSnapshotReconciler(Reconciler):
         return ""
 
     async def _terminate(self, snap: Obj, st: dict[str, Any], vm: Obj | None, holder: str) -> float | None:
-        if vm is not None and frozen_by(vm) == holder:
-            await set_frozen_by(self, vm, "")
-        if phase(snap) != "Terminating":
-            st["phase"] = "Terminating"
-            set_condition(st, READY, "Unknown", "Unknown", "", generation_of(snap))
-            await self.write_status(VMSNAPSHOT, snap, st)
+        if await start_terminating(self, VMSNAPSHOT, snap, st, vm, holder, READY):
             return 0.0
         await self.delete(SECRET, snap["metadata"]["namespace"], secret_name(snap))
         if VMSNAPSHOT_FINALIZER in (snap["metadata"].get("finalizers") or []):

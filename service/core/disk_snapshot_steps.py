@@ -8,8 +8,9 @@ import secrets
 import string
 from typing import Any
 
+from service.cluster.consistency import consistency_warning
 from service.cluster.kinds import LABEL_OPERATION_ID, VIRTUAL_DISK, VIRTUAL_DISK_SNAPSHOT, VIRTUAL_MACHINE
-from service.cluster.translate import consistency_warning, disk_snapshot_manifest, metadata, status
+from service.cluster.translate import disk_snapshot_manifest, metadata, status
 from service.core.domain import Operation, OperationError
 from service.core.errors import ApiError, Code, already_exists, not_found
 from service.core.op_updates import OperationWriter

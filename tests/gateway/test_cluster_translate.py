@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from service.cluster.consistency import consistency_warning
 from service.cluster.kinds import (
     ANNOTATION_ACTOR,
     DATA_EXPORT,
@@ -21,7 +22,6 @@ from service.cluster.kinds import (
 )
 from service.cluster.translate import (
     conditions_from_resource,
-    consistency_warning,
     disk_snapshot_from_resource,
     disk_snapshot_manifest,
     object_ref,

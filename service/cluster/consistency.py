@@ -12,6 +12,12 @@ from service.cluster.translate import Obj, _dict, _str, conditions_from_resource
 
 # Phases in which the guest OS may be running (and writing), so a consistent snapshot needs fsfreeze.
 _GUEST_RUNNING_PHASES = frozenset({"Running", "Degraded", "Migrating", "Pause", "Starting", "Stopping"})
+# Phases in which the guest can be frozen when its agent is ready: the platform asks KubeVirt's
+# instance, which stays Running during a live migration (SnapshotService.CanFreeze).
+_FREEZABLE_PHASES = frozenset({"Running", "Migrating"})
+
+_WAITS = ("the snapshot will wait in Pending (PotentiallyInconsistent) until the VM is stopped or the agent "
+          "becomes available. Set required_consistency=false to take a possibly inconsistent snapshot now.")
 
 
 def _attached_vm_names(disk: Obj) -> list[str]:
@@ -34,6 +40,13 @@ def _agent_ready(vm: Obj) -> bool:
     return any(c.type == "AgentReady" and c.status == "True" for c in conditions_from_resource(vm))
 
 
+def _cannot_freeze(vm: Obj) -> bool:
+    """The guest may be writing and cannot be frozen: a consistent snapshot would wait."""
+    if phase(vm) not in _GUEST_RUNNING_PHASES:
+        return False
+    return not (phase(vm) in _FREEZABLE_PHASES and _agent_ready(vm))
+
+
 def consistency_warning(disk: Obj, vms: list[Obj], required_consistency: bool) -> str | None:
     """The guide's rule: a consistent snapshot of a disk in use by a running VM needs
     qemu-guest-agent to freeze the file system; without it the snapshot waits."""
@@ -43,14 +56,25 @@ def consistency_warning(disk: Obj, vms: list[Obj], required_consistency: bool) -
     by_name = {_str(metadata(vm).get("name")): vm for vm in vms}
     for vm_name in sorted(attached):
         vm = by_name.get(vm_name)
-        if vm is None or phase(vm) not in _GUEST_RUNNING_PHASES or _agent_ready(vm):
+        if vm is None or not _cannot_freeze(vm):
             continue
         disk_name = _str(metadata(disk).get("name"))
         return (
             f"VirtualDisk {disk_name!r} is attached to VirtualMachine {vm_name!r}, which is {phase(vm)} "
-            "without a ready guest agent (qemu-guest-agent), so the file system cannot be frozen: "
-            "the snapshot will wait in Pending (PotentiallyInconsistent) until the VM is stopped or the "
-            "agent becomes available. Set required_consistency=false to take a possibly inconsistent "
-            "snapshot now."
+            "without a ready guest agent (qemu-guest-agent), so the file system cannot be frozen: " + _WAITS
         )
     return None
+
+
+def vm_consistency_warning(vm: Obj, required_consistency: bool) -> str | None:
+    """Why a consistent VirtualMachineSnapshot of ``vm`` cannot be taken now (None when it can).
+
+    Only consistency is judged here: a VM that is not Running or Stopped (e.g. Migrating) also makes
+    the platform wait (WaitingForTheVirtualMachine), consistent or not, and then applies this rule."""
+    if not required_consistency or not _cannot_freeze(vm):
+        return None
+    vm_name = _str(metadata(vm).get("name"))
+    return (
+        f"VirtualMachine {vm_name!r} is {phase(vm)} without a ready guest agent (qemu-guest-agent), so its "
+        "file systems cannot be frozen: " + _WAITS
+    )

@@ -105,6 +105,14 @@ def test_power_state_machine_steps() -> None:
     assert next_phase("Pending", False, False) == "Stopped"
 
 
+def test_the_migrating_knob_moves_a_running_vm_to_migrating_and_back() -> None:
+    assert next_phase("Running", True, True, migrating=True) == "Migrating"
+    assert next_phase("Migrating", True, True, migrating=True) == "Migrating"
+    assert next_phase("Migrating", True, True) == "Running"
+    assert next_phase("Starting", True, True, migrating=True) == "Running"   # only a running guest migrates
+    assert next_phase("Migrating", False, True, migrating=True) == "Stopping"
+
+
 def test_conditions_keep_their_transition_time_while_status_holds() -> None:
     st: dict[str, object] = {}
     set_condition(st, "Ready", "False", "Pending", "waiting")

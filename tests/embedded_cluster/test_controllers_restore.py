@@ -42,6 +42,8 @@ async def test_dry_run_reports_and_changes_nothing(embedded_cluster: EmbeddedClu
         op = await restore(k, "dry", "linux-vm", "linux-vm-snapshot", "DryRun")
         assert phase(op) == "Completed" and reason(op, "Completed") == "OperationCompleted"
         report = statuses(op)
+        assert {r["message"] for r in op["status"]["resources"] if r["name"] == "linux-vm-root"} == {
+            "linux-vm-root is valid for restore"}
         assert report[("VirtualMachine", "linux-vm")] == "Completed"
         assert report[("VirtualDisk", "linux-vm-root")] == "Completed"
         assert report[("Secret", "cloud-init")] == "Completed"
@@ -83,6 +85,39 @@ async def test_restore_stops_a_running_vm_and_starts_it_again(embedded_cluster: 
         assert "Stopped" in phases and phases[-1] == "Running", phases
 
 
+async def test_an_always_on_vm_is_restored_and_comes_back_running(embedded_cluster: EmbeddedCluster) -> None:
+    # The current platform accepts any runPolicy for a restore: maintenance mode holds even an
+    # AlwaysOn VM stopped while it is restored, then the VM runs again.
+    async with kube(embedded_cluster) as k:
+        await demo_ready(k)
+        vm = await k.get(R.VM, NS, "linux-vm")
+        assert vm is not None and vm["spec"]["runPolicy"] == "AlwaysOn"
+        await snapshot(k, "always-on", "linux-vm")
+        recorder = Recorder(embedded_cluster, R.VMOP, "always-on-restore", "MaintenanceMode")
+        try:
+            op = await restore(k, "always-on-restore", "linux-vm", "always-on", "Strict")
+        finally:
+            await recorder.close()
+        assert phase(op) == "Completed" and reason(op, "Completed") == "OperationCompleted", op["status"]
+        assert "MaintenanceModeEnabled" in recorder.reasons()
+        vm = await k.wait_phase(R.VM, NS, "linux-vm", "Running")
+        assert vm["spec"]["runPolicy"] == "AlwaysOn"
+
+
+async def test_restore_of_a_migrating_vm_is_not_applicable(embedded_cluster: EmbeddedCluster) -> None:
+    async with kube(embedded_cluster) as k:
+        await demo_ready(k)
+        await snapshot(k, "before-migration", "linux-vm")
+        await k.patch(R.VM, NS, "linux-vm", {"metadata": {"annotations": {R.ANN_MIGRATING: "true"}}})
+        await k.wait_phase(R.VM, NS, "linux-vm", "Migrating")
+        op = await restore(k, "mid-migration", "linux-vm", "before-migration", "Strict")
+        assert phase(op) == "Failed" and reason(op, "Completed") == "NotApplicableForVirtualMachinePhase"
+        message = next(c["message"] for c in op["status"]["conditions"] if c["type"] == "Completed")
+        assert message == "Operation type Restore is not applicable for VirtualMachine in phase Migrating"
+        vm = await k.get(R.VM, NS, "linux-vm")
+        assert vm is not None and R.ANN_MAINTENANCE not in vm["metadata"].get("annotations", {})
+
+
 async def test_strict_conflict_when_a_disk_is_attached_elsewhere(embedded_cluster: EmbeddedCluster) -> None:
     async with kube(embedded_cluster) as k:
         await demo_ready(k)
@@ -92,8 +127,15 @@ async def test_strict_conflict_when_a_disk_is_attached_elsewhere(embedded_cluste
         assert phase(op) == "Failed" and reason(op, "Completed") == "OperationFailed"
         assert statuses(op)[("VirtualDisk", "stopped-vm-root")] == "Failed"
         assert "disk-thief" in messages(op)
+        # A dry run reports the same conflict per resource and, as the real controller does, fails.
+        disk_before = await k.get(R.VD, NS, "stopped-vm-root")
         dry = await restore(k, "conflict-dry", "stopped-vm", "stopped-snap", "DryRun")
-        assert phase(dry) == "Completed" and statuses(dry)[("VirtualDisk", "stopped-vm-root")] == "Failed"
+        assert phase(dry) == "Failed" and reason(dry, "Completed") == "OperationFailed"
+        assert statuses(dry)[("VirtualDisk", "stopped-vm-root")] == "Failed"
+        assert statuses(dry)[("VirtualMachine", "stopped-vm")] == "Completed"
+        disk_after = await k.get(R.VD, NS, "stopped-vm-root")
+        assert disk_before is not None and disk_after is not None
+        assert disk_after["metadata"]["uid"] == disk_before["metadata"]["uid"]
 
 
 async def test_strict_conflict_when_the_ip_address_is_taken(embedded_cluster: EmbeddedCluster) -> None:

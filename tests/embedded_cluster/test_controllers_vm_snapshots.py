@@ -91,34 +91,53 @@ async def test_images_are_not_saved(embedded_cluster: EmbeddedCluster) -> None:
         assert len(snap["status"]["virtualDiskSnapshotNames"]) == 1
 
 
-async def test_block_devices_not_ready(embedded_cluster: EmbeddedCluster) -> None:
+async def test_block_devices_not_ready_fails_the_snapshot(embedded_cluster: EmbeddedCluster) -> None:
     async with kube(embedded_cluster) as k:
         await demo_ready(k)
-        await k.create(R.VM, NS, vm_manifest("broken-vm", ["missing-disk"]))
+        # A stopped VM whose disk is missing: ready for snapshotting, its block devices are not.
+        await k.create(R.VM, NS, vm_manifest("broken-vm", ["missing-disk"], run_policy="AlwaysOff"))
+        await k.wait_phase(R.VM, NS, "broken-vm", "Stopped")
         await take(k, "broken-snap", "broken-vm")
-        snap = await k.wait(R.VMSNAPSHOT, NS, "broken-snap",
-                            lambda o: any(c["reason"] == "BlockDevicesNotReady" for c in o["status"]["conditions"])
-                            if o.get("status", {}).get("conditions") else False)
-        assert phase(snap) == "Pending"
-        assert "missing-disk" in condition(snap, "VirtualMachineSnapshotReady")["message"]
+        snap = await k.wait_phase(R.VMSNAPSHOT, NS, "broken-snap", "Failed")
+        assert reason(snap, "VirtualMachineSnapshotReady") == "BlockDevicesNotReady"
+        assert condition(snap, "VirtualMachineSnapshotReady")["message"] == (
+            "Block devices not ready: waiting for the block devices of the virtual machine 'broken-vm' to be ready.")
         vm = await k.get(R.VM, NS, "broken-vm")
-        assert vm is not None and phase(vm) == "Pending"
-        assert reason(vm, "BlockDevicesReady") == "BlockDevicesNotReady"
+        assert vm is not None and reason(vm, "BlockDevicesReady") == "BlockDevicesNotReady"
 
 
-async def test_resizing_disk_blocks_the_snapshot(embedded_cluster: EmbeddedCluster) -> None:
+async def test_vm_neither_running_nor_stopped_makes_the_snapshot_wait(embedded_cluster: EmbeddedCluster) -> None:
+    async with kube(embedded_cluster) as k:
+        await demo_ready(k)
+        # A VM that wants to run but whose disk is missing stays Pending: the snapshot waits for the VM.
+        await k.create(R.VM, NS, vm_manifest("pending-vm", ["missing-disk"]))
+        await k.wait_phase(R.VM, NS, "pending-vm", "Pending")
+        await take(k, "pending-snap", "pending-vm")
+        snap = await k.wait(R.VMSNAPSHOT, NS, "pending-snap",
+                            lambda o: any(c["reason"] == "WaitingForTheVirtualMachine"
+                                          for c in o.get("status", {}).get("conditions") or []))
+        assert phase(snap) == "Pending"
+        assert reason(snap, "VirtualMachineReady") == "VirtualMachineNotReadyForSnapshotting"
+        assert "'Pending' phase" in condition(snap, "VirtualMachineReady")["message"]
+
+
+async def test_resizing_disk_fails_the_snapshot(embedded_cluster: EmbeddedCluster) -> None:
     async with kube(embedded_cluster) as k:
         await demo_ready(k)
         await k.patch(R.VD, NS, "stopped-vm-root", {"metadata": {"annotations": {R.ANN_RESIZE_HOLD: "true"}},
                                                     "spec": {"persistentVolumeClaim": {"size": "20Gi"}}})
         await k.wait_phase(R.VD, NS, "stopped-vm-root", "Resizing")
         await take(k, "resizing-snap", "stopped-vm")
-        snap = await k.wait(R.VMSNAPSHOT, NS, "resizing-snap",
-                            lambda o: any(c["reason"] == "BlockDevicesNotReady" for c in o["status"]["conditions"])
-                            if o.get("status", {}).get("conditions") else False)
-        assert "resizing" in condition(snap, "VirtualMachineSnapshotReady")["message"]
+        snap = await k.wait_phase(R.VMSNAPSHOT, NS, "resizing-snap", "Failed")
+        assert reason(snap, "VirtualMachineSnapshotReady") == "BlockDevicesNotReady"
+        assert condition(snap, "VirtualMachineSnapshotReady")["message"] == (
+            "Virtual disk is in the process of resizing: waiting for the virtual disk 'stopped-vm-root' to be resized.")
+        # A failed snapshot stays failed once the resize is over; a new one succeeds.
         await k.patch(R.VD, NS, "stopped-vm-root", {"metadata": {"annotations": {R.ANN_RESIZE_HOLD: None}}})
-        await k.wait_phase(R.VMSNAPSHOT, NS, "resizing-snap", "Ready")
+        await k.wait_phase(R.VD, NS, "stopped-vm-root", "Ready")
+        await take(k, "after-resize", "stopped-vm")
+        await k.wait_phase(R.VMSNAPSHOT, NS, "after-resize", "Ready")
+        assert phase(await k.get(R.VMSNAPSHOT, NS, "resizing-snap")) == "Failed"
 
 
 async def test_vm_without_agent_is_potentially_inconsistent(embedded_cluster: EmbeddedCluster) -> None:

@@ -18,11 +18,12 @@ from .kube import (
     status,
     uid_of,
 )
-from .queries import LIVE_VM_PHASES, block_device_refs, image_for_ref
+from .queries import FREEZABLE_VM_PHASES, LIVE_VM_PHASES, block_device_refs, image_for_ref
 from .resources import (
     ANN_FROZEN_BY,
     ANN_GUEST_AGENT,
     ANN_MAINTENANCE,
+    ANN_MIGRATING,
     ANN_POWER,
     API_VERSION,
     CVI,
@@ -56,8 +57,8 @@ def wants_running(vm: Obj) -> bool:
     return power != "off"
 
 
-def next_phase(current: str, running: bool, startable: bool) -> str:
-    """One step of the power state machine."""
+def next_phase(current: str, running: bool, startable: bool, *, migrating: bool = False) -> str:
+    """One step of the power state machine (``migrating``: the migrating knob is set on the VM)."""
     if running:
         if current in ("", "Stopped", "Pending"):
             return "Starting" if startable else "Pending"
@@ -65,6 +66,8 @@ def next_phase(current: str, running: bool, startable: bool) -> str:
             return "Running"
         if current == "Stopping":
             return "Stopped"
+        if current in ("Running", "Migrating"):
+            return "Migrating" if migrating else "Running"
         return current
     if current in ("Running", "Starting", "Degraded", "Pause", "Migrating"):
         return "Stopping"
@@ -111,7 +114,8 @@ class MachineReconciler(Reconciler):
         macs_ready = await self._mac_addresses(vm, st)
         devices_ready = self._block_devices(vm, st)
         current = phase(vm)
-        new_phase = next_phase(current, wants_running(vm), devices_ready and ip_ready and macs_ready)
+        new_phase = next_phase(current, wants_running(vm), devices_ready and ip_ready and macs_ready,
+                               migrating=annotation(vm, ANN_MIGRATING) == "true")
         st["phase"] = new_phase
         live = new_phase in LIVE_VM_PHASES
         for ref in st["blockDeviceRefs"]:
@@ -215,14 +219,16 @@ class MachineReconciler(Reconciler):
         else:
             set_condition(st, "Running", "False", "VirtualMachineNotRunning",
                           f"The virtual machine is {new_phase}.", generation)
-        if running and annotation(vm, ANN_GUEST_AGENT) == "true":
+        # A live migration keeps the guest (and its agent) running: KubeVirt's instance stays Running.
+        guest_up = new_phase in FREEZABLE_VM_PHASES
+        if guest_up and annotation(vm, ANN_GUEST_AGENT) == "true":
             set_condition(st, "AgentReady", "True", "AgentReady", "", generation)
             st["guestOSInfo"] = {"id": "ubuntu", "name": "Ubuntu", "prettyName": "Ubuntu 24.04 LTS",
                                  "kernelRelease": "6.8.0-embedded"}
         else:
             set_condition(st, "AgentReady", "False", "AgentNotReady", "Guest agent is not ready.", generation)
             st.pop("guestOSInfo", None)
-        if running and annotation(vm, ANN_FROZEN_BY):
+        if guest_up and annotation(vm, ANN_FROZEN_BY):
             set_condition(st, "FilesystemFrozen", "True", "Frozen", "", generation)
         else:
             remove_condition(st, "FilesystemFrozen")

@@ -11,6 +11,10 @@ from .resources import ANN_FROZEN_BY, CVI, KIND_CVI, KIND_VD, KIND_VI, VI, VM
 
 # VM phases in which a guest is (or is becoming) alive: its disks are in use.
 LIVE_VM_PHASES = frozenset({"Starting", "Running", "Degraded", "Stopping", "Migrating", "Pause"})
+# VM phases whose KubeVirt instance is in phase Running with a guest that answers its agent: the real
+# SnapshotService.CanFreeze checks the instance's phase (Running, also during a live migration) and
+# its AgentConnected condition, not the VirtualMachine's phase.
+FREEZABLE_VM_PHASES = frozenset({"Running", "Migrating"})
 
 
 def safe_list(store: ObjectStore, resource: str, namespace: str | None = None, *,
@@ -46,7 +50,7 @@ def vm_of_disk(store: ObjectStore, namespace: str, disk: str) -> Obj | None:
 
 
 def can_freeze(vm: Obj) -> bool:
-    return phase(vm) == "Running" and condition_true(vm, "AgentReady")
+    return phase(vm) in FREEZABLE_VM_PHASES and condition_true(vm, "AgentReady")
 
 
 def frozen_by(vm: Obj) -> str:

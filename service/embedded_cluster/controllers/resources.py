@@ -13,6 +13,7 @@ VMOP = f"virtualmachineoperations.{GROUP}"
 VMSOP = f"virtualmachinesnapshotoperations.{GROUP}"
 VI = f"virtualimages.{GROUP}"
 CVI = f"clustervirtualimages.{GROUP}"
+VMCLASS = f"virtualmachineclasses.{GROUP}"
 VMIP = f"virtualmachineipaddresses.{GROUP}"
 VMMAC = f"virtualmachinemacaddresses.{GROUP}"
 DATAEXPORT = "dataexports.deckhouse.io"
@@ -34,6 +35,7 @@ KIND_SECRET = "Secret"
 ANN_GUEST_AGENT = "embedded.dvp.io/guest-agent"          # "true": qemu-guest-agent runs in the guest
 ANN_FSFREEZE = "embedded.dvp.io/fsfreeze"                # "fail": fsfreeze of the guest fails
 ANN_RESIZE_HOLD = "embedded.dvp.io/resize-hold"          # "true": a growing disk stays in Resizing
+ANN_MIGRATING = "embedded.dvp.io/migrating"              # "true": a running VM is live-migrating (phase Migrating)
 # State the controllers keep on objects (the real platform keeps it in PVCs / VolumeSnapshots / KubeVirt).
 ANN_CONTENT_SEED = "embedded.dvp.io/content-seed"        # what the disk's bytes are derived from
 ANN_SOURCE_SIZE = "embedded.dvp.io/source-disk-size"     # bytes of the disk a snapshot was taken from

@@ -19,6 +19,7 @@ from .resources import (
     VD,
     VI,
     VM,
+    VMCLASS,
 )
 
 DEMO_IMAGE = "ubuntu-22-04"
@@ -61,6 +62,9 @@ def demo_objects(namespace: str) -> list[tuple[str, Obj]]:
     disk_ref = {"kind": KIND_VD}
     return [
         (NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        # The class every demo VM names; a real cluster ships "generic" too.
+        (VMCLASS, {"apiVersion": API_VERSION, "kind": "VirtualMachineClass", "metadata": {"name": "generic"},
+                   "spec": {"cpu": {"type": "Host"}}}),
         (CVI, {"apiVersion": API_VERSION, "kind": KIND_CVI, "metadata": {"name": DEMO_IMAGE},
                "spec": {"dataSource": {"type": "HTTP", "http": {"url": IMAGE_URL}}}}),
         (SECRET, {"apiVersion": "v1", "kind": "Secret", "type": "provisioning.virtualization.deckhouse.io/cloud-init",

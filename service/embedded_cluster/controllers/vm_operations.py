@@ -39,6 +39,7 @@ from .runtime import Mapper, Reconciler
 from .saved import SavedDisk, SavedMachine, capture
 
 TERMINAL = frozenset({"Completed", "Failed", "Superseded"})
+RESTORABLE_VM_PHASES = frozenset({"Stopped", "Running", "Pending"})
 VMOP_FINALIZER = "virtualization.deckhouse.io/vmop-cleanup"
 
 
@@ -158,6 +159,12 @@ class MachineOperationReconciler(Reconciler):
                         f"The configuration of the virtual machine snapshot {snapshot_name!r} is lost.", generation)
             return
         if phase(op) == "Pending":
+            if vm is not None and phase(vm) not in RESTORABLE_VM_PHASES:
+                # The real RestoreOperation.IsApplicableForVMPhase; any runPolicy (AlwaysOn too) is accepted.
+                set_outcome(st, "Failed", "NotApplicableForVirtualMachinePhase",
+                            f"Operation type Restore is not applicable for VirtualMachine in phase {phase(vm)}",
+                            generation)
+                return
             mismatch = uid_mismatch(vm, saved) if vm_name_of(op) == saved.name else (
                 f"The virtual machine snapshot {snapshot_name!r} was taken of the virtual machine {saved.name!r}, "
                 f"not {vm_name_of(op)!r}.")
@@ -167,10 +174,14 @@ class MachineOperationReconciler(Reconciler):
                 return
             entries, conflict = restore_plan(self.store, namespace, vm, saved, mode)
             if mode == "DryRun":
-                st["resources"] = complete_entries(entries)
-                failed = sum(1 for e in entries if e["status"] == "Failed")
-                set_outcome(st, "Completed", "OperationCompleted",
-                            f"The dry run of the restore found {failed} conflict(s).", generation)
+                # Changes nothing; as the real one, a dry run with conflicts fails (see status.resources).
+                st["resources"] = [{**e, "message": e.get("message") or f"{e['name']} is valid for restore"}
+                                   for e in complete_entries(entries)]
+                if conflict:
+                    set_outcome(st, "Failed", "OperationFailed",
+                                "Restore is failed: fail to validate the resources: check the status", generation)
+                else:
+                    set_outcome(st, "Completed", "OperationCompleted", "", generation)
             elif conflict:
                 st["resources"] = entries
                 set_outcome(st, "Failed", "OperationFailed",

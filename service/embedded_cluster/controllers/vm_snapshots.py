@@ -19,7 +19,7 @@ from .kube import (
     status,
 )
 from .machines import ip_address_name
-from .queries import block_device_refs, can_freeze, frozen_by, image_for_ref, vm_is_live
+from .queries import block_device_refs, can_freeze, disk_names, frozen_by, vm_is_live
 from .resources import (
     ANN_FSFREEZE,
     API_VERSION,
@@ -39,6 +39,8 @@ from .saved import SavedMachine, capture, provisioning_secret_names, saved_resou
 from .saved import vm_snapshot_secret_name as secret_name
 
 READY = "VirtualMachineSnapshotReady"
+# The only VM phases in which the real controller marks the VM ready for snapshotting.
+SNAPSHOT_VM_PHASES = frozenset({"Running", "Stopped"})
 
 
 class MachineSnapshotReconciler(Reconciler):
@@ -75,10 +77,21 @@ class MachineSnapshotReconciler(Reconciler):
             set_condition(st, READY, "False", "WaitingForTheVirtualMachine", message, generation)
             await self.write_status(VMSNAPSHOT, snap, st)
             return None
+        if phase(vm) not in SNAPSHOT_VM_PHASES:
+            # The real controller snapshots only a Running or Stopped VM (e.g. it waits out a migration).
+            st["phase"] = "Pending"
+            set_condition(st, "VirtualMachineReady", "False", "VirtualMachineNotReadyForSnapshotting",
+                          f"The virtual machine {name_of(vm)!r} is in the {phase(vm)!r} phase: waiting for it to "
+                          "reach the Running or Stopped phase.", generation)
+            set_condition(st, READY, "False", "WaitingForTheVirtualMachine",
+                          f"Waiting for the virtual machine {name_of(vm)!r} to be ready for snapshotting.", generation)
+            await self.write_status(VMSNAPSHOT, snap, st)
+            return None
         set_condition(st, "VirtualMachineReady", "True", "VirtualMachineReady", "", generation)
         problem = self._block_device_problem(vm)
         if problem:
-            st["phase"] = "Pending"
+            # The guide: the snapshot fails (it does not wait) when a block device is not ready or resizing.
+            st["phase"] = "Failed"
             set_condition(st, READY, "False", "BlockDevicesNotReady", problem, generation)
             await self.write_status(VMSNAPSHOT, snap, st)
             return None
@@ -86,19 +99,19 @@ class MachineSnapshotReconciler(Reconciler):
         return None
 
     def _block_device_problem(self, vm: Obj) -> str:
+        """The real ensureBlockDeviceConsistency: the VM's BlockDevicesReady, then each of its disks."""
+        if not condition_true(vm, "BlockDevicesReady"):
+            return (f"Block devices not ready: waiting for the block devices of the virtual machine {name_of(vm)!r} "
+                    "to be ready.")
         namespace = vm["metadata"]["namespace"]
-        for ref in block_device_refs(vm):
-            kind, ref_name = str(ref.get("kind")), str(ref.get("name"))
-            if kind == KIND_VD:
-                disk = self.store.get(VD, namespace, ref_name)
-                if disk is not None and phase(disk) == "Resizing":
-                    return f"The virtual disk {ref_name!r} is in the process of resizing."
-                if disk is None or phase(disk) != "Ready":
-                    return f"Block devices are not ready: the virtual disk {ref_name!r} is not ready."
-            else:
-                image = image_for_ref(self.store, namespace, kind, ref_name)
-                if image is None or phase(image) != "Ready":
-                    return f"Block devices are not ready: the {kind} {ref_name!r} is not ready."
+        for ref_name in disk_names(vm):
+            disk = self.store.get(VD, namespace, ref_name)
+            # The simulated disk is Resizing for the whole resize (the real one shows its Resizing condition).
+            if phase(disk) == "Resizing":
+                return (f"Virtual disk is in the process of resizing: waiting for the virtual disk {ref_name!r} "
+                        "to be resized.")
+            if phase(disk) != "Ready":
+                return f"Virtual disk not ready: waiting for the virtual disk {ref_name!r} to be Ready."
         return ""
 
     async def _terminate(self, snap: Obj, st: dict[str, Any], vm: Obj | None, holder: str) -> float | None:

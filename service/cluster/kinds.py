@@ -26,3 +26,13 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "dvp-snapshot-gateway"
 LABEL_OPERATION_ID = "snapshots.dvp.deckhouse.io/operation-id"
 ANNOTATION_ACTOR = "snapshots.dvp.deckhouse.io/requested-by"
+VIRTUAL_MACHINE_IP_ADDRESS = ResourceKind(VIRTUALIZATION, V1ALPHA2, "virtualmachineipaddresses",
+                                          "VirtualMachineIPAddress")
+VIRTUAL_MACHINE_MAC_ADDRESS = ResourceKind(VIRTUALIZATION, V1ALPHA2, "virtualmachinemacaddresses",
+                                           "VirtualMachineMACAddress")
+VIRTUAL_MACHINE_CLASS = ResourceKind(VIRTUALIZATION, V1ALPHA2, "virtualmachineclasses", "VirtualMachineClass",
+                                     namespaced=False)
+SECRET = ResourceKind("", "v1", "secrets", "Secret")
+# On a VirtualMachineSnapshot the gateway wrote: the uid of the VM it was taken of, so a
+# restore can check "the VM exists with the uid recorded in the snapshot" up front.
+ANNOTATION_VM_UID = "snapshots.dvp.deckhouse.io/virtual-machine-uid"

@@ -23,12 +23,15 @@ from service.cluster.kinds import (
     VIRTUAL_MACHINE_SNAPSHOT_OPERATION,
 )
 from service.core.domain import (
+    ApplyMode,
     Condition,
     DiskSnapshot,
+    KeepIpAddress,
     OperationError,
     OperationState,
     ResourceRef,
     ResourceResult,
+    VirtualMachineSnapshot,
 )
 from service.core.errors import Code
 from service.core.ports import ResourceKind
@@ -121,6 +124,55 @@ def disk_snapshot_manifest(*, namespace: str, name: str, generate_name: str, vir
     }
 
 
+def vm_snapshot_manifest(*, namespace: str, name: str, virtual_machine_name: str, required_consistency: bool,
+                         keep_ip_address: KeepIpAddress, labels: dict[str, str], annotations: dict[str, str],
+                         operation_id: str, actor: str) -> Obj:
+    """A ``VirtualMachineSnapshot`` (the CRD spells it ``keepIPAddress``: Always | Never)."""
+    return {
+        "apiVersion": VIRTUAL_MACHINE_SNAPSHOT.api_version,
+        "kind": VIRTUAL_MACHINE_SNAPSHOT.kind,
+        "metadata": gateway_metadata(namespace=namespace, name=name, generate_name="", labels=labels,
+                                     annotations=annotations, operation_id=operation_id, actor=actor),
+        "spec": {"virtualMachineName": virtual_machine_name, "requiredConsistency": required_consistency,
+                 "keepIPAddress": keep_ip_address.value},
+    }
+
+
+def restore_disk_manifest(*, namespace: str, name: str, disk_snapshot_name: str, size: str, storage_class_name: str,
+                          labels: dict[str, str], operation_id: str, actor: str) -> Obj:
+    """A ``VirtualDisk`` provisioned from a ``VirtualDiskSnapshot`` (the guide's disk restore)."""
+    pvc: Obj = {"size": size}
+    if storage_class_name:
+        pvc["storageClassName"] = storage_class_name
+    return {
+        "apiVersion": VIRTUAL_DISK.api_version,
+        "kind": VIRTUAL_DISK.kind,
+        "metadata": gateway_metadata(namespace=namespace, name=name, generate_name="", labels=labels,
+                                     annotations={}, operation_id=operation_id, actor=actor),
+        "spec": {
+            "dataSource": {"type": "ObjectRef",
+                           "objectRef": {"kind": VIRTUAL_DISK_SNAPSHOT.kind, "name": disk_snapshot_name}},
+            "persistentVolumeClaim": pvc,
+        },
+    }
+
+
+def restore_vm_manifest(*, namespace: str, name: str, virtual_machine_name: str, virtual_machine_snapshot_name: str,
+                        mode: ApplyMode, operation_id: str, actor: str) -> Obj:
+    """A ``VirtualMachineOperation`` of type Restore."""
+    return {
+        "apiVersion": VIRTUAL_MACHINE_OPERATION.api_version,
+        "kind": VIRTUAL_MACHINE_OPERATION.kind,
+        "metadata": gateway_metadata(namespace=namespace, name=name, generate_name="", labels={}, annotations={},
+                                     operation_id=operation_id, actor=actor),
+        "spec": {
+            "type": "Restore",
+            "virtualMachineName": virtual_machine_name,
+            "restore": {"mode": mode.value, "virtualMachineSnapshotName": virtual_machine_snapshot_name},
+        },
+    }
+
+
 # ---------------------------------------------------------------- resources -> domain
 
 
@@ -185,6 +237,42 @@ def disk_snapshot_from_resource(obj: Obj) -> DiskSnapshot:
         create_time=parse_time(meta.get("creationTimestamp")),
         deletion_time=parse_time(meta.get("deletionTimestamp")),
     )
+
+
+def vm_snapshot_from_resource(obj: Obj) -> VirtualMachineSnapshot:
+    meta, st, sp = metadata(obj), status(obj), spec(obj)
+    labels = _str_map(meta.get("labels"))
+    required = sp.get("requiredConsistency")
+    consistent = st.get("consistent")
+    keep = sp.get("keepIPAddress")
+    names = st.get("virtualDiskSnapshotNames")
+    return VirtualMachineSnapshot(
+        namespace=_str(meta.get("namespace")),
+        name=_str(meta.get("name")),
+        virtual_machine_name=_str(sp.get("virtualMachineName")),
+        required_consistency=required if isinstance(required, bool) else True,
+        keep_ip_address=KeepIpAddress.NEVER if keep == KeepIpAddress.NEVER.value else KeepIpAddress.ALWAYS,
+        uid=_str(meta.get("uid")),
+        phase=_str(st.get("phase")),
+        consistent=consistent if isinstance(consistent, bool) else None,
+        resources=[ResourceRef(r.api_version, r.kind, r.name, _str(meta.get("namespace")))
+                   for r in results_from_resource(obj)],
+        virtual_disk_snapshot_names=[n for n in names if isinstance(n, str)] if isinstance(names, list) else [],
+        conditions=conditions_from_resource(obj),
+        labels=labels,
+        annotations=_str_map(meta.get("annotations")),
+        operation_id=labels.get(LABEL_OPERATION_ID, ""),
+        resource_version=_str(meta.get("resourceVersion")),
+        create_time=parse_time(meta.get("creationTimestamp")),
+        deletion_time=parse_time(meta.get("deletionTimestamp")),
+    )
+
+
+def block_device_refs(vm_spec: Obj) -> list[tuple[str, str]]:
+    """(kind, name) of every block device of a VM spec."""
+    refs = vm_spec.get("blockDeviceRefs")
+    return [(_str(_dict(r).get("kind")), _str(_dict(r).get("name"))) for r in refs if _str(_dict(r).get("name"))] \
+        if isinstance(refs, list) else []
 
 
 # ---------------------------------------------------------------- phase -> operation state

@@ -44,6 +44,21 @@ class OperationType(StrEnum):
     EXPORT_DISK_SNAPSHOT = "EXPORT_DISK_SNAPSHOT"
 
 
+class KeepIpAddress(StrEnum):
+    """VirtualMachineSnapshot spec.keepIPAddress."""
+
+    ALWAYS = "Always"   # a dynamic IP address becomes static so a restore gets it back
+    NEVER = "Never"
+
+
+class ApplyMode(StrEnum):
+    """VirtualMachineOperation restore/clone mode."""
+
+    DRY_RUN = "DryRun"          # report what would happen (and every conflict); change nothing
+    STRICT = "Strict"           # all or nothing
+    BEST_EFFORT = "BestEffort"  # drop what is missing (images) and go on
+
+
 @dataclass(frozen=True)
 class ResourceRef:
     """A Kubernetes object: what a call targets, or the custom resource it wrote."""
@@ -71,8 +86,9 @@ class ResourceResult:
     api_version: str
     kind: str
     name: str
-    status: str  # InProgress | Completed | Failed
+    status: str  # InProgress | Completed | Failed | Conflict (found by the gateway)
     message: str = ""
+    reason: str = ""  # machine-readable: e.g. AttachedToAnotherVM, IPAddressInUse, ImageNotFound
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,29 @@ class DiskSnapshot:
     deletion_time: datetime | None = None
 
 
+@dataclass
+class VirtualMachineSnapshot:
+    """A VirtualMachineSnapshot as callers see it."""
+
+    namespace: str
+    name: str
+    virtual_machine_name: str
+    required_consistency: bool
+    keep_ip_address: KeepIpAddress = KeepIpAddress.ALWAYS
+    uid: str = ""
+    phase: str = ""
+    consistent: bool | None = None
+    resources: list[ResourceRef] = field(default_factory=list)       # status.resources: what was saved
+    virtual_disk_snapshot_names: list[str] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    operation_id: str = ""
+    resource_version: str = ""
+    create_time: datetime | None = None
+    deletion_time: datetime | None = None
+
+
 class WatchEventType(StrEnum):
     ADDED = "ADDED"
     MODIFIED = "MODIFIED"
@@ -168,6 +207,12 @@ class WatchEventType(StrEnum):
 class DiskSnapshotEvent:
     type: WatchEventType
     snapshot: DiskSnapshot
+
+
+@dataclass(frozen=True)
+class VirtualMachineSnapshotEvent:
+    type: WatchEventType
+    snapshot: VirtualMachineSnapshot
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The Gateway facade: the one thing both adapters call (docs/ARCHITECTURE.md).
 
-Every method authorizes and audits itself (allowed or denied, success or error) and
-raises ``ApiError`` for every failure; the use cases behind it assume an allowed caller.
-Streaming methods are async generators (an ``AsyncIterator`` with ``aclose()``, so an
-adapter can stop a stream at once when its client goes away).
+``call`` and ``stream`` run every contract method the same way: one audit event
+(allowed, denied or failed), the table's authorization (``service.core.contract``), then
+the use case a capability registered (``service.core.capabilities``). Every failure is an
+``ApiError``. Streams are async generators (``aclose()`` stops them at once when the
+client goes away).
 """
 
 from __future__ import annotations
@@ -15,37 +16,21 @@ import uuid
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from service.cluster.kinds import VIRTUAL_DISK, VIRTUAL_DISK_SNAPSHOT, VIRTUAL_MACHINE
-from service.core import request_checks
 from service.core.audit import ANONYMOUS, AuditedCall, AuditRecorder
-from service.core.auth import (
-    RESOURCE_AUDIT,
-    RESOURCE_DISK_SNAPSHOTS,
-    RESOURCE_OPERATIONS,
-    Authenticator,
-    Authorizer,
-    bearer_token,
-)
-from service.core.disk_snapshots import DiskSnapshots
-from service.core.domain import (
-    AuditEvent,
-    AuditEventDraft,
-    AuditOutcome,
-    AuditVerification,
-    Caller,
-    DiskSnapshot,
-    DiskSnapshotEvent,
-    Operation,
-    OperationTransition,
-    Page,
-    RequestContext,
-)
-from service.core.errors import ApiError, Code, not_found, permission_denied, unauthenticated, unavailable
+from service.core.auth import Authenticator, Authorizer, bearer_token
+from service.core.capabilities import build_registry
+from service.core.capabilities.flows import WriteAhead
+from service.core.capabilities.registry import Deps
+from service.core.capabilities.shape import Reads
+from service.core.contract import Method
+from service.core.domain import AuditEventDraft, AuditOutcome, Caller, Operation, RequestContext
+from service.core.errors import ApiError, Code, permission_denied, unauthenticated, unavailable
 from service.core.errors import unimplemented as unimplemented_error
 from service.core.notifier import NotifyingOperations, OperationNotifier
 from service.core.op_updates import OperationWriter
-from service.core.operations import Operations
 from service.core.ports import (
     AuditRepository,
     ClusterClient,
@@ -55,17 +40,10 @@ from service.core.ports import (
     WatchSource,
 )
 from service.core.reconciler import Reconciler
-from service.core.requests import (
-    CreateDiskSnapshotRequest,
-    DeleteDiskSnapshotRequest,
-    ListAuditEventsRequest,
-    ListOperationsRequest,
-    ListRequest,
-)
-from service.core.validation import effective_page_size
 
 NIL_OPERATION_ID = str(uuid.UUID(int=0))
-
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +77,21 @@ class Gateway:
         self.notifier = OperationNotifier()
         self._operations = NotifyingOperations(operations, self.notifier)
         writer = OperationWriter(self._operations)
-        self._audit_repo = audit
         self._audit = AuditRecorder(audit)
         self._cluster = cluster
         self._hub = hub
         self._warmers: list[asyncio.Task[None]] = []
         self._authenticator = authenticator
         self._authorizer = authorizer
-        self._disk_snapshots = DiskSnapshots(cluster=cluster, writer=writer, hub=hub,
-                                             default_page_size=settings.default_page_size,
-                                             max_page_size=settings.max_page_size)
-        self._ops = Operations(operations=self._operations, notifier=self.notifier,
-                               default_page_size=settings.default_page_size, max_page_size=settings.max_page_size,
-                               poll_interval=settings.operation_poll_interval)
-        self.reconciler = Reconciler(writer=writer, cluster=cluster, hub=hub, resync_interval=settings.resync_interval,
-                                     pending_grace=settings.pending_grace, leader=leader)
+        reads = Reads(cluster, hub)
+        flows = WriteAhead(writer=writer, reads=reads)
+        self.registry = build_registry(Deps(
+            cluster=cluster, hub=hub, writer=writer, operations=self._operations, audit=audit,
+            notifier=self.notifier, reads=reads, flows=flows, default_page_size=settings.default_page_size,
+            max_page_size=settings.max_page_size, operation_poll_interval=settings.operation_poll_interval))
+        self.reconciler = Reconciler(writer=writer, flows=flows, registry=self.registry, hub=hub,
+                                     resync_interval=settings.resync_interval, pending_grace=settings.pending_grace,
+                                     leader=leader)
         self._cluster_ok_at = -1.0
 
     async def start(self) -> None:
@@ -157,127 +135,43 @@ class Gateway:
             details={"peer": peer, "credentials": "invalid" if token else "missing"}))
         raise unauthenticated()
 
-    async def _authorize(self, call: AuditedCall, verb: str, resource: str, namespace: str) -> None:
-        """PERMISSION_DENIED (audited as DENIED) unless the policy allows the call. A 403
-        from the cluster, by contrast, is the gateway's own failure: audited as ERROR."""
-        ctx = call.ctx
-        if not await self._authorizer.allowed(ctx.caller, verb=verb, resource=resource, namespace=namespace):
-            call.deny()
-            where = f"in namespace {namespace!r}" if namespace else "cluster-wide"
-            raise permission_denied(f"{ctx.caller.subject!r} may not {verb} {resource} {where}")
+    # ------------------------------------------------------------ the contract's methods
 
-    # ------------------------------------------------------------ disk snapshots
+    async def call(self, ctx: RequestContext, method: Method[Req, Res], req: Req) -> Res:
+        """One unary contract method: audited (however it ends), authorized by the table
+        (or by its use case), answered by the use case its capability registered."""
+        namespace, name = method.scope(req) if req is not None else ("", "")
+        async with self._audit.call(ctx, method.name, namespace=namespace,
+                                    resource=method.audit_resource(name)) as audited:
+            handler = self.registry.unary.get(method.name)
+            if handler is None:
+                raise unimplemented_error(method.name, "planned in a later release")
+            call = _Call(ctx, audited, self._authorizer)
+            if not method.authorized_by_use_case:
+                await call.authorize(method.verb, method.resource, namespace)
+            with _operation_id_into(audited):
+                result: Res = await handler(call, req)
+            if isinstance(result, Operation):
+                audited.operation_id = result.id
+            return result
 
-    async def create_disk_snapshot(self, ctx: RequestContext, req: CreateDiskSnapshotRequest) -> Operation:
-        async with self._audit.call(ctx, "CreateDiskSnapshot", namespace=req.namespace,
-                                    resource=_snapshot_resource(req.name)) as call:
-            await self._authorize(call, "create", RESOURCE_DISK_SNAPSHOTS, req.namespace)
-            call.details = {"virtual_disk_name": req.virtual_disk_name,
-                            "required_consistency": req.required_consistency,
-                            "idempotency_key": bool(req.request_id)}
-            with _operation_id_into(call):
-                op = await self._disk_snapshots.create(ctx.caller, req)
-            call.operation_id = op.id
-            call.resource = _snapshot_resource(op.resource.name if op.resource else req.name)
-            return op
-
-    async def get_disk_snapshot(self, ctx: RequestContext, namespace: str, name: str) -> DiskSnapshot:
-        async with self._audit.call(ctx, "GetDiskSnapshot", namespace=namespace,
-                                    resource=_snapshot_resource(name)) as call:
-            await self._authorize(call, "get", RESOURCE_DISK_SNAPSHOTS, namespace)
-            return await self._disk_snapshots.get(namespace, name)
-
-    async def list_disk_snapshots(self, ctx: RequestContext, req: ListRequest) -> Page[DiskSnapshot]:
-        async with self._audit.call(ctx, "ListDiskSnapshots", namespace=req.namespace,
-                                    resource=_snapshot_resource("")) as call:
-            await self._authorize(call, "list", RESOURCE_DISK_SNAPSHOTS, req.namespace)
-            return await self._disk_snapshots.list_page(req)
-
-    async def delete_disk_snapshot(self, ctx: RequestContext, req: DeleteDiskSnapshotRequest) -> Operation:
-        async with self._audit.call(ctx, "DeleteDiskSnapshot", namespace=req.namespace,
-                                    resource=_snapshot_resource(req.name)) as call:
-            await self._authorize(call, "delete", RESOURCE_DISK_SNAPSHOTS, req.namespace)
-            with _operation_id_into(call):
-                op = await self._disk_snapshots.delete(ctx.caller, req)
-            call.operation_id = op.id
-            return op
-
-    async def watch_disk_snapshots(self, ctx: RequestContext, namespace: str,
-                                   name: str = "") -> AsyncGenerator[DiskSnapshotEvent, None]:
-        async with self._audit.call(ctx, "WatchDiskSnapshots", namespace=namespace,
-                                    resource=_snapshot_resource(name)) as call:
-            await self._authorize(call, "watch", RESOURCE_DISK_SNAPSHOTS, namespace)
-            request_checks.watch_key(namespace, name)
-        async for event in self._disk_snapshots.watch(namespace, name):
-            yield event
-
-    # ------------------------------------------------------------ operations
-
-    async def get_operation(self, ctx: RequestContext, operation_id: str) -> Operation:
-        async with self._audit.call(ctx, "GetOperation", resource=_operation_resource(operation_id)) as call:
-            return await self._visible_operation(ctx, call, operation_id)
-
-    async def _visible_operation(self, ctx: RequestContext, call: AuditedCall, operation_id: str) -> Operation:
-        """The operation, or NOT_FOUND when it does not exist *or* the caller may not see
-        it (no existence oracle); the audit still records the denial."""
-        op = await self._ops.find(operation_id)
-        call.namespace, call.operation_id = op.namespace, op.id
-        try:
-            await self._authorize(call, "get", RESOURCE_OPERATIONS, op.namespace)
-        except ApiError:
-            raise not_found("Operation", operation_id) from None
-        return op
-
-    async def list_operations(self, ctx: RequestContext, req: ListOperationsRequest) -> Page[Operation]:
-        async with self._audit.call(ctx, "ListOperations", namespace=req.namespace,
-                                    resource=_operation_resource("")) as call:
-            await self._authorize(call, "list", RESOURCE_OPERATIONS, req.namespace)
-            return await self._ops.list_page(req)
-
-    async def get_operation_timeline(self, ctx: RequestContext, operation_id: str) -> list[OperationTransition]:
-        async with self._audit.call(ctx, "GetOperationTimeline", resource=_operation_resource(operation_id)) as call:
-            op = await self._visible_operation(ctx, call, operation_id)
-            return await self._ops.timeline(op.id)
-
-    async def watch_operation(self, ctx: RequestContext, operation_id: str,
-                              after_version: int = 0) -> AsyncGenerator[Operation, None]:
-        async with self._audit.call(ctx, "WatchOperation", resource=_operation_resource(operation_id)) as call:
-            request_checks.watch_operation(operation_id, after_version)
-            op = await self._visible_operation(ctx, call, operation_id)
-        async for version in self._ops.watch(op.id, after_version):
-            yield version
-
-    # ------------------------------------------------------------ audit
-
-    async def list_audit_events(self, ctx: RequestContext, req: ListAuditEventsRequest) -> Page[AuditEvent]:
-        async with self._audit.call(ctx, "ListAuditEvents", resource=RESOURCE_AUDIT) as call:
-            await self._authorize(call, "list", RESOURCE_AUDIT, "")
-            flt = request_checks.audit_filter(req)
-            size = effective_page_size(req.page_size, self.settings.default_page_size, self.settings.max_page_size)
-            return await self._audit_repo.list_page(flt, size, req.page_token)
-
-    async def export_audit_events(self, ctx: RequestContext,
-                                  req: ListAuditEventsRequest) -> AsyncGenerator[AuditEvent, None]:
-        async with self._audit.call(ctx, "ExportAuditEvents", resource=RESOURCE_AUDIT) as call:
-            await self._authorize(call, "export", RESOURCE_AUDIT, "")
-            flt = request_checks.audit_filter(req)
-        async for event in self._audit_repo.stream(flt):
-            yield event
-
-    async def verify_audit_log(self, ctx: RequestContext) -> AuditVerification:
-        async with self._audit.call(ctx, "VerifyAuditLog", resource=RESOURCE_AUDIT) as call:
-            await self._authorize(call, "verify", RESOURCE_AUDIT, "")
-            return await self._audit_repo.verify()
+    async def stream(self, ctx: RequestContext, method: Method[Req, Res], req: Req) -> AsyncGenerator[Res, None]:
+        """A streaming contract method: its audit event is written when the stream opens
+        (allowed or not); then items flow until the caller stops."""
+        namespace, name = method.scope(req) if req is not None else ("", "")
+        async with self._audit.call(ctx, method.name, namespace=namespace,
+                                    resource=method.audit_resource(name)) as audited:
+            opener = self.registry.streams.get(method.name)
+            if opener is None:
+                raise unimplemented_error(method.name, "planned in a later release")
+            call = _Call(ctx, audited, self._authorizer)
+            if not method.authorized_by_use_case:
+                await call.authorize(method.verb, method.resource, namespace)
+            items = await opener(call, req)
+        async for item in items:
+            yield item
 
     # ------------------------------------------------------------ misc
-
-    async def unimplemented(self, ctx: RequestContext, method: str) -> ApiError:
-        error = unimplemented_error(method, "planned in a later release")
-        await self._audit.record(AuditEventDraft(
-            actor=ctx.caller.subject or ANONYMOUS, action=method, outcome=AuditOutcome.ERROR, protocol=ctx.protocol,
-            request_id=ctx.request_id, code=error.code.value, reason=error.reason))
-        error.audited = True
-        return error
 
     async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError) -> None:
         """Audit a call an adapter refused before it reached a use case (a body or an enum
@@ -311,12 +205,22 @@ class Gateway:
         return True
 
 
-def _snapshot_resource(name: str) -> str:
-    return f"{RESOURCE_DISK_SNAPSHOTS}/{name}"
+class _Call:
+    """One call in flight (``capabilities.registry.Call``): its caller and audit record."""
 
+    def __init__(self, ctx: RequestContext, audit: AuditedCall, authorizer: Authorizer) -> None:
+        self.ctx = ctx
+        self.audit = audit
+        self._authorizer = authorizer
 
-def _operation_resource(operation_id: str) -> str:
-    return f"{RESOURCE_OPERATIONS}/{operation_id}"
+    async def authorize(self, verb: str, resource: str, namespace: str) -> None:
+        """PERMISSION_DENIED (audited as DENIED) unless the policy allows the call. A 403
+        from the cluster, by contrast, is the gateway's own failure: audited as ERROR."""
+        caller = self.ctx.caller
+        if not await self._authorizer.allowed(caller, verb=verb, resource=resource, namespace=namespace):
+            self.audit.deny()
+            where = f"in namespace {namespace!r}" if namespace else "cluster-wide"
+            raise permission_denied(f"{caller.subject!r} may not {verb} {resource} {where}")
 
 
 @contextmanager

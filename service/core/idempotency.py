@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from service.core.domain import Operation
+from service.core.domain import Operation, OperationType
 from service.core.errors import ApiError, Code, idempotency_conflict
 from service.core.ports import OperationRepository
 
@@ -27,14 +27,16 @@ def request_hash(req: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def find_replay(operations: OperationRepository, actor: str, request_id: str, digest: str) -> Operation | None:
-    """The stored operation for a replay, None for a fresh key; raises on a reused key."""
+async def find_replay(operations: OperationRepository, actor: str, request_id: str, digest: str,
+                      op_type: OperationType | None = None) -> Operation | None:
+    """The stored operation for a replay, None for a fresh key; raises on a reused key
+    (another body, or the same key on another method)."""
     if not request_id:
         return None
     existing = await operations.find_by_request_id(actor, request_id)
     if existing is None:
         return None
-    if existing.request_hash != digest:
+    if existing.request_hash != digest or (op_type is not None and existing.type is not op_type):
         raise idempotency_conflict(request_id)
     return existing
 
@@ -47,7 +49,7 @@ async def create_once(operations: OperationRepository, op: Operation) -> tuple[O
     except ApiError as exc:
         if exc.code != Code.ALREADY_EXISTS or not op.request_id:
             raise
-        winner = await find_replay(operations, op.actor, op.request_id, op.request_hash)
+        winner = await find_replay(operations, op.actor, op.request_id, op.request_hash, op.type)
         if winner is None:
             raise
         return winner, False

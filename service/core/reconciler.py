@@ -1,7 +1,8 @@
-"""The operation reconciler (controller-runtime style): level-driven, idempotent.
+"""The operation reconciler (controller-runtime style): level-driven, idempotent, one
+reconcile function per kind, dispatched through the capability registry.
 
-Two inputs: the watch hub (every change of a kind the gateway writes, matched to its
-operation by the operation-id label) and a periodic resync of every unfinished
+Two inputs: the watch hub (every change of each kind an operation writes, matched to
+its operation by the operation-id label) and a periodic resync of every unfinished
 operation, which is how work survives a crash or an outage: a PENDING operation whose
 resource was never written is replayed from its stored request (adopting the resource
 if it exists with our label), a RUNNING one is re-read (gone: FAILED, or SUCCEEDED for
@@ -15,34 +16,33 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from service.cluster.kinds import LABEL_OPERATION_ID, VIRTUAL_DISK_SNAPSHOT
+from service.cluster.kinds import LABEL_OPERATION_ID
 from service.cluster.translate import metadata
-from service.core import disk_snapshot_steps as steps
+from service.core.capabilities.flows import WriteAhead
+from service.core.capabilities.registry import Registry
 from service.core.domain import Operation, OperationFilter, OperationState, OperationType, utcnow
 from service.core.errors import ApiError, Code
-from service.core.op_updates import Change, Mutation, OperationWriter
-from service.core.ports import ClusterClient, Leadership, WatchEvent, WatchSource
-from service.core.progress import add_warning, fail, follow_resource
+from service.core.op_updates import OperationWriter
+from service.core.ports import Leadership, ResourceKind, WatchEvent, WatchSource
+from service.core.progress import follow_resource
 
 log = logging.getLogger(__name__)
 
 WATCH_RETRY_SECONDS = 1.0
-
-
 # How many finished operation ids the watch path remembers (events after the end skip the store).
 FINISHED_MEMORY = 10_000
 
 
 class Reconciler:
-    def __init__(self, *, writer: OperationWriter, cluster: ClusterClient, hub: WatchSource,
+    def __init__(self, *, writer: OperationWriter, flows: WriteAhead, registry: Registry, hub: WatchSource,
                  resync_interval: float, pending_grace: float, leader: Leadership | None = None) -> None:
         self._writer = writer
         self._operations = writer.operations
-        self._cluster = cluster
+        self._flows = flows
+        self._registry = registry
         self._hub = hub
         self._resync_interval = resync_interval
         # A PENDING operation younger than this is still being handled by its request.
@@ -64,8 +64,9 @@ class Reconciler:
     async def start(self) -> None:
         if self._tasks:
             return
-        self._tasks = [asyncio.create_task(self._watch_loop(), name="reconciler-watch"),
-                       asyncio.create_task(self._resync_loop(), name="reconciler-resync")]
+        self._tasks = [asyncio.create_task(self._watch_loop(kind), name=f"reconciler-watch-{kind.plural}")
+                       for kind in self._registry.followed_kinds()]
+        self._tasks.append(asyncio.create_task(self._resync_loop(), name="reconciler-resync"))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -77,15 +78,15 @@ class Reconciler:
 
     # ------------------------------------------------------------ loops
 
-    async def _watch_loop(self) -> None:
+    async def _watch_loop(self, kind: ResourceKind) -> None:
         while True:
             try:
-                async with self._hub.subscribe(VIRTUAL_DISK_SNAPSHOT) as events:
+                async with self._hub.subscribe(kind) as events:
                     async for event in events:
                         if self.active:
-                            await self._guarded(self.handle_event(event))
+                            await self._guarded(self.handle_event(kind, event))
             except ApiError as exc:
-                log.warning("reconciler watch interrupted: %s", exc.reason)
+                log.warning("reconciler watch of %s interrupted: %s", kind.plural, exc.reason)
             await asyncio.sleep(WATCH_RETRY_SECONDS)
 
     async def _resync_loop(self) -> None:
@@ -105,7 +106,7 @@ class Reconciler:
 
     # ------------------------------------------------------------ events
 
-    async def handle_event(self, event: WatchEvent) -> None:
+    async def handle_event(self, kind: ResourceKind, event: WatchEvent) -> None:
         obj = event.object
         meta = metadata(obj)
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
@@ -113,12 +114,16 @@ class Reconciler:
         operation_id = str((labels or {}).get(LABEL_OPERATION_ID, ""))
         gone = event.type == "DELETED"
         if operation_id and operation_id not in self._finished:
-            follow = follow_resource(VIRTUAL_DISK_SNAPSHOT, None if gone else obj, deleting=False)
+            current = None if gone else obj
+
+            def follow(op: Operation) -> Any:
+                cap = self._registry.creates.get(op.type)
+                return cap.follow(current)(op) if cap is not None and cap.kind == kind else None
+
             try:
                 # One read under the writer's lock decides; a finished operation is
-                # remembered so the snapshot's later events cost no database round trip.
-                op = await self._writer.update(
-                    operation_id, lambda op: follow(op) if op.type is OperationType.CREATE_DISK_SNAPSHOT else None)
+                # remembered so the resource's later events cost no database round trip.
+                op = await self._writer.update(operation_id, follow)
             except ApiError as exc:
                 if exc.code is not Code.NOT_FOUND:
                     raise
@@ -126,13 +131,16 @@ class Reconciler:
                 if op.done:
                     self._remember_finished(op.id)
         if gone or meta.get("deletionTimestamp"):
-            for delete_op in await self._open_deletes(namespace, name):
-                current = None if gone else obj
-                await self._writer.update(delete_op.id, follow_resource(VIRTUAL_DISK_SNAPSHOT, current,
-                                                                        deleting=True))
+            for delete_type in self._delete_types(kind):
+                for delete_op in await self._open_deletes(delete_type, namespace, name):
+                    await self._writer.update(delete_op.id, follow_resource(kind, None if gone else obj,
+                                                                            deleting=True))
 
-    async def _open_deletes(self, namespace: str, name: str) -> list[Operation]:
-        flt = OperationFilter(namespace=namespace, type=OperationType.DELETE_DISK_SNAPSHOT, target_name=name)
+    def _delete_types(self, kind: ResourceKind) -> list[OperationType]:
+        return [t for t, cap in self._registry.deletes.items() if cap.kind == kind]
+
+    async def _open_deletes(self, op_type: OperationType, namespace: str, name: str) -> list[Operation]:
+        flt = OperationFilter(namespace=namespace, type=op_type, target_name=name)
         page = await self._operations.list_page(flt, 50, "")
         return [op for op in page.items if not op.done]
 
@@ -149,57 +157,16 @@ class Reconciler:
         # watch (re-reading them could apply an older object over a newer event).
         if age < (self._pending_grace if pending else self._quiet_period):
             return
-        if op.type is OperationType.CREATE_DISK_SNAPSHOT:
+        creates = self._registry.creates.get(op.type)
+        if creates is not None:
             if pending and (op.resource is None or not op.resource.uid):
-                await self._replay_create(op)
+                await self._flows.replay(creates, op)
             else:
-                await self._follow_create(op)
-        elif op.type is OperationType.DELETE_DISK_SNAPSHOT:
-            if pending:
-                await steps.delete_snapshot(self._cluster, self._writer, op)
-            else:
-                await steps.follow_deletion(self._cluster, self._writer, op)
-
-    async def _follow_create(self, op: Operation) -> None:
-        assert op.resource is not None
-        try:
-            obj: dict[str, Any] | None = await self._cluster.get(VIRTUAL_DISK_SNAPSHOT, op.namespace,
-                                                                 op.resource.name)
-        except ApiError as exc:
-            if exc.code != Code.NOT_FOUND:
-                raise
-            obj = None
-        await self._writer.update(op.id, follow_resource(VIRTUAL_DISK_SNAPSHOT, obj, deleting=False))
-
-    async def _replay_create(self, op: Operation) -> None:
-        """Run the request's checks and the create again, from the stored request."""
-        try:
-            disk = await steps.read_disk(self._cluster, self._hub, op.namespace, op.target.name)
-        except ApiError as exc:
-            if exc.code in steps.RETRYABLE:
-                raise
-            await self._writer.update(op.id, fail(steps.operation_error(exc)))
+                await self._flows.refresh(creates, op)
             return
-        disk_uid = str(metadata(disk).get("uid", ""))
-        if op.target.uid != disk_uid:
-            op = await self._writer.update(op.id, _set_target_uid(disk_uid))
-        if op.resource is None or op.resource.uid:
-            return  # the watch got there first
-        warning = await steps.consistency_check(self._cluster, self._hub, disk,
-                                                bool(op.request.get("required_consistency", True)))
-        if warning:
-            op = await self._writer.update(op.id, add_warning(warning))
-        try:
-            await steps.write_snapshot(self._cluster, self._writer, op)
-        except ApiError as exc:
-            if exc.code in steps.RETRYABLE:
-                raise
-            # A caller error: write_snapshot stored it on the operation (FAILED).
-
-
-def _set_target_uid(uid: str) -> Mutation:
-    def mutate(op: Operation) -> Change | None:
-        op.target = replace(op.target, uid=uid)
-        return Change("TargetResolved")
-
-    return mutate
+        deletes = self._registry.deletes.get(op.type)
+        if deletes is not None:
+            if pending:
+                await self._flows.remove(deletes.kind, op)
+            else:
+                await self._flows.follow_deletion(deletes.kind, op)

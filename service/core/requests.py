@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.core.domain import AuditOutcome, OperationState, OperationType
+from service.core.domain import ApplyMode, AuditOutcome, KeepIpAddress, OperationState, OperationType
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,87 @@ class DeleteDiskSnapshotRequest:
     namespace: str
     name: str
     request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    """One named object of a namespace (the Get methods)."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """A namespace's objects, or only the one named."""
+
+    namespace: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CreateVmSnapshotRequest:
+    namespace: str
+    virtual_machine_name: str
+    name: str = ""            # empty: the gateway generates one from generate_name
+    generate_name: str = ""   # prefix; defaults to "<virtual_machine_name>-"
+    required_consistency: bool = True
+    keep_ip_address: KeepIpAddress = KeepIpAddress.ALWAYS
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteVmSnapshotRequest:
+    namespace: str
+    name: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreDiskRequest:
+    """A new VirtualDisk whose data source is a VirtualDiskSnapshot."""
+
+    namespace: str
+    name: str                  # the new disk
+    disk_snapshot_name: str
+    size: str = ""             # Kubernetes quantity; empty: the source disk's size
+    storage_class_name: str = ""  # empty: the source disk's storage class
+    labels: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreVmRequest:
+    namespace: str
+    virtual_machine_name: str
+    virtual_machine_snapshot_name: str
+    mode: ApplyMode = ApplyMode.STRICT
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class OperationKey:
+    operation_id: str
+
+
+@dataclass(frozen=True)
+class WatchOperationRequest:
+    operation_id: str
+    after_version: int = 0    # every stored version after this one
+
+
+@dataclass(frozen=True)
+class CancelOperationRequest:
+    operation_id: str
+    force: bool = False       # needed to call off a VM restore in progress
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyAuditLogRequest:
+    """No fields: the whole chain is verified."""
 
 
 @dataclass(frozen=True)

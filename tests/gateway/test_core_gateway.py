@@ -17,6 +17,7 @@ from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.kinds import LABEL_OPERATION_ID, VIRTUAL_DISK_SNAPSHOT, VIRTUAL_MACHINE
 from service.cluster.lease import LeaderElector
 from service.cluster.watch_hub import WatchHub
+from service.core import contract as C
 from service.core.auth import PolicyAuthorizer, StaticTokenAuthenticator, create_dev_token_file, sha256_hex
 from service.core.domain import (
     AuditEvent,
@@ -40,6 +41,11 @@ from service.core.requests import (
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
+    ObjectKey,
+    OperationKey,
+    VerifyAuditLogRequest,
+    WatchOperationRequest,
+    WatchRequest,
 )
 from service.embedded_cluster.server import EmbeddedCluster
 from service.store import Database
@@ -152,7 +158,7 @@ async def disk_of(core: Core, vm_name: str) -> str:
 
 async def test_create_runs_to_succeeded_with_a_timeline(core: Core) -> None:
     ctx = core.ctx()
-    op = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(
+    op = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
         namespace=NS, virtual_disk_name=DISK, name="snap-1", labels={"team": "a"}))
     assert op.state in (OperationState.PENDING, OperationState.RUNNING, OperationState.SUCCEEDED)
     assert op.type is OperationType.CREATE_DISK_SNAPSHOT and op.actor == "dev"
@@ -163,20 +169,20 @@ async def test_create_runs_to_succeeded_with_a_timeline(core: Core) -> None:
     assert done.state is OperationState.SUCCEEDED and done.phase == "Ready" and done.end_time is not None
     assert any(c.type == "VirtualDiskSnapshotReady" and c.status == "True" for c in done.conditions)
 
-    timeline = await core.gateway.get_operation_timeline(ctx, op.id)
+    timeline = await core.gateway.call(ctx, C.GET_OPERATION_TIMELINE, OperationKey(op.id))
     assert timeline[0].state is OperationState.PENDING
     assert timeline[-1].state is OperationState.SUCCEEDED and timeline[-1].phase == "Ready"
     assert [t.time for t in timeline] == sorted(t.time for t in timeline)
     assert [t.seq for t in timeline] == list(range(1, len(timeline) + 1))
 
-    snap = await core.gateway.get_disk_snapshot(ctx, NS, "snap-1")
+    snap = await core.gateway.call(ctx, C.GET_DISK_SNAPSHOT, ObjectKey(NS, "snap-1"))
     assert snap.operation_id == op.id and snap.labels["team"] == "a" and snap.phase == "Ready"
     assert snap.labels[LABEL_OPERATION_ID] == op.id
 
 
 @sqlite_only
 async def test_generated_name_uses_the_disk_as_prefix(core: Core) -> None:
-    op = await core.gateway.create_disk_snapshot(core.ctx(), CreateDiskSnapshotRequest(
+    op = await core.gateway.call(core.ctx(), C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
         namespace=NS, virtual_disk_name=DISK))
     assert op.resource is not None
     assert op.resource.name.startswith(f"{DISK}-") and len(op.resource.name) == len(DISK) + 6
@@ -186,24 +192,24 @@ async def test_generated_name_uses_the_disk_as_prefix(core: Core) -> None:
 async def test_idempotent_replay_and_conflict(core: Core) -> None:
     ctx = core.ctx()
     req = CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK, request_id="key-1")
-    first = await core.gateway.create_disk_snapshot(ctx, req)
-    again = await core.gateway.create_disk_snapshot(ctx, req)
+    first = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, req)
+    again = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, req)
     assert again.id == first.id
     listed = await core.client.list(VIRTUAL_DISK_SNAPSHOT, NS, label_selector=f"{LABEL_OPERATION_ID}={first.id}")
     assert len(listed.items) == 1
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(
+        await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
             namespace=NS, virtual_disk_name=DISK, request_id="key-1", required_consistency=False))
     assert caught.value.code is Code.ABORTED and caught.value.reason == "IDEMPOTENCY_KEY_REUSED"
     # The same key belongs to each caller separately.
-    other = await core.gateway.create_disk_snapshot(core.ctx("root"), req)
+    other = await core.gateway.call(core.ctx("root"), C.CREATE_DISK_SNAPSHOT, req)
     assert other.id != first.id
 
 
 @sqlite_only
 async def test_validation_reports_every_violation(core: Core) -> None:
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(core.ctx(), CreateDiskSnapshotRequest(
+        await core.gateway.call(core.ctx(), C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
             namespace=NS, virtual_disk_name="Bad_Disk", name="-x", labels={"k": "not valid!"}))
     assert caught.value.code is Code.INVALID_ARGUMENT
     assert [f.field for f in caught.value.field_violations] == ["virtual_disk_name", "name", "labels['k']"]
@@ -215,13 +221,14 @@ async def test_validation_reports_every_violation(core: Core) -> None:
 async def test_missing_disk_and_existing_name(core: Core) -> None:
     ctx = core.ctx()
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS,
+        await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS,
                                                                                virtual_disk_name="no-such-disk"))
     assert caught.value.code is Code.NOT_FOUND and caught.value.metadata["field"] == "virtual_disk_name"
-    await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
+    await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
                                                                            name="taken"))
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
+        await core.gateway.call(
+            ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
                                                                                name="taken"))
     assert caught.value.code is Code.ALREADY_EXISTS
     page = await core.db.operations.list_page(OperationFilter(namespace=NS), 50, "")
@@ -238,7 +245,8 @@ async def test_consistency_warning_for_a_vm_without_agent(core: Core) -> None:
         return bool(vm.get("status", {}).get("phase") == "Running")
 
     await eventually(vm_running)
-    op = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=disk))
+    op = await core.gateway.call(
+        ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=disk))
     assert any("guest agent" in w for w in op.warnings)
 
     async def inconsistent() -> bool:
@@ -246,11 +254,11 @@ async def test_consistency_warning_for_a_vm_without_agent(core: Core) -> None:
         return current is not None and any(c.reason == "PotentiallyInconsistent" for c in current.conditions)
 
     await eventually(inconsistent)
-    current = await core.gateway.get_operation(ctx, op.id)
+    current = await core.gateway.call(ctx, C.GET_OPERATION, OperationKey(op.id))
     assert current.state is OperationState.RUNNING and current.phase == "Pending"
     assert any("PotentiallyInconsistent" in w for w in current.warnings)
 
-    relaxed = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(
+    relaxed = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
         namespace=NS, virtual_disk_name=disk, required_consistency=False))
     assert relaxed.warnings == []
     done = await wait_done(core, relaxed.id)
@@ -261,7 +269,8 @@ async def test_consistency_warning_for_a_vm_without_agent(core: Core) -> None:
 async def test_resource_deleted_behind_our_back_fails_the_operation(core: Core) -> None:
     ctx = core.ctx()
     disk = await disk_of(core, "no-agent-vm")  # a consistent snapshot of it waits in Pending
-    op = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=disk,
+    op = await core.gateway.call(
+        ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=disk,
                                                                                 name="doomed"))
     await core.client.delete(VIRTUAL_DISK_SNAPSHOT, NS, "doomed")
     done = await wait_done(core, op.id)
@@ -273,7 +282,7 @@ async def test_resource_deleted_behind_our_back_fails_the_operation(core: Core) 
 async def test_cluster_refusal_fails_the_recorded_operation(core: Core) -> None:
     core.cluster.faults.fail(1.0, code=403, verb="create", resource="virtualdisksnapshots")
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(core.ctx(), CreateDiskSnapshotRequest(
+        await core.gateway.call(core.ctx(), C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
             namespace=NS, virtual_disk_name=DISK, name="refused"))
     assert caught.value.code is Code.PERMISSION_DENIED
     page = await core.db.operations.list_page(OperationFilter(namespace=NS), 50, "")
@@ -310,7 +319,7 @@ async def test_write_ahead_crash_recovery(database: Database, kube: KubeClient, 
         assert done.resource is not None and done.resource.uid == obj["metadata"]["uid"]
         # A replay of the crashed request finds the recovered operation.
         ctx = RequestContext(Caller("dev", ("admins",)), request_id="r1", protocol="rest")
-        replay = await gateway.create_disk_snapshot(ctx, req)
+        replay = await gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, req)
         assert replay.id == orphan.id
     finally:
         await gateway.stop()
@@ -355,14 +364,14 @@ async def test_reconciler_acts_only_while_leader(database: Database, kube: KubeC
 async def test_export_audit_events(core: Core) -> None:
     carol = core.ctx("carol", ("auditors",))
     with pytest.raises(ApiError):
-        await core.gateway.get_disk_snapshot(core.ctx(), NS, "missing")
-    exported = [e async for e in core.gateway.export_audit_events(carol, ListAuditEventsRequest(actor="dev"))]
+        await core.gateway.call(core.ctx(), C.GET_DISK_SNAPSHOT, ObjectKey(NS, "missing"))
+    exported = [e async for e in core.gateway.stream(carol, C.EXPORT_AUDIT_EVENTS, ListAuditEventsRequest(actor="dev"))]
     assert [(e.action, e.code) for e in exported] == [("GetDiskSnapshot", "NOT_FOUND")]
     with pytest.raises(ApiError) as caught:
-        await anext(core.gateway.export_audit_events(core.ctx(), ListAuditEventsRequest()))
+        await anext(core.gateway.stream(core.ctx(), C.EXPORT_AUDIT_EVENTS, ListAuditEventsRequest()))
     assert caught.value.code is Code.PERMISSION_DENIED
     with pytest.raises(ApiError) as caught:
-        await anext(core.gateway.export_audit_events(carol, ListAuditEventsRequest(since="last tuesday")))
+        await anext(core.gateway.stream(carol, C.EXPORT_AUDIT_EVENTS, ListAuditEventsRequest(since="last tuesday")))
     assert caught.value.code is Code.INVALID_ARGUMENT
     assert [f.field for f in caught.value.field_violations] == ["since"]
 
@@ -372,12 +381,12 @@ async def test_cluster_down_records_and_retries(core: Core) -> None:
     ctx = core.ctx()
     core.cluster.faults.fail(1.0, code=503)
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(
+        await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
             namespace=NS, virtual_disk_name=DISK, name="during-outage", request_id="outage-1"))
     error = caught.value
     assert error.code is Code.UNAVAILABLE and error.retry_after_seconds is not None
     op_id = error.metadata["operation_id"]
-    recorded = await core.gateway.get_operation(ctx, op_id)
+    recorded = await core.gateway.call(ctx, C.GET_OPERATION, OperationKey(op_id))
     assert recorded.state is OperationState.PENDING and recorded.warnings
     events = await core.audit(action="CreateDiskSnapshot")
     assert [(e.outcome, e.code, e.operation_id) for e in events] == [
@@ -409,69 +418,71 @@ async def test_authentication(core: Core) -> None:
 async def test_denied_calls_are_audited(core: Core) -> None:
     alice = core.ctx("alice", ("users",))
     with pytest.raises(ApiError) as caught:
-        await core.gateway.create_disk_snapshot(alice, CreateDiskSnapshotRequest(namespace="prod",
+        await core.gateway.call(alice, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace="prod",
                                                                                  virtual_disk_name=DISK))
     assert caught.value.code is Code.PERMISSION_DENIED
     with pytest.raises(ApiError) as caught:
-        await core.gateway.list_audit_events(alice, ListAuditEventsRequest())
+        await core.gateway.call(alice, C.LIST_AUDIT_EVENTS, ListAuditEventsRequest())
     assert caught.value.code is Code.PERMISSION_DENIED
     with pytest.raises(ApiError) as caught:
-        await core.gateway.verify_audit_log(core.ctx("root", ("admins",)))
+        await core.gateway.call(core.ctx("root", ("admins",)), C.VERIFY_AUDIT_LOG, VerifyAuditLogRequest())
     assert caught.value.code is Code.PERMISSION_DENIED
 
     carol = core.ctx("carol", ("auditors",))
     with pytest.raises(ApiError):
-        await core.gateway.create_disk_snapshot(carol, CreateDiskSnapshotRequest(namespace=NS,
+        await core.gateway.call(carol, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS,
                                                                                  virtual_disk_name=DISK))
-    page = await core.gateway.list_audit_events(carol, ListAuditEventsRequest(outcome=AuditOutcome.DENIED))
+    page = await core.gateway.call(carol, C.LIST_AUDIT_EVENTS, ListAuditEventsRequest(outcome=AuditOutcome.DENIED))
     assert [(e.actor, e.action, e.namespace) for e in page.items] == [
         ("alice", "CreateDiskSnapshot", "prod"), ("alice", "ListAuditEvents", ""),
         ("root", "VerifyAuditLog", ""), ("carol", "CreateDiskSnapshot", NS)]
     assert all(e.code == "PERMISSION_DENIED" for e in page.items)
-    assert (await core.gateway.verify_audit_log(carol)).ok
+    assert (await core.gateway.call(carol, C.VERIFY_AUDIT_LOG, VerifyAuditLogRequest())).ok
 
 
 @sqlite_only
 async def test_hidden_operations_are_not_found(core: Core) -> None:
-    admin_op = await core.gateway.create_disk_snapshot(core.ctx(), CreateDiskSnapshotRequest(
+    admin_op = await core.gateway.call(core.ctx(), C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
         namespace=NS, virtual_disk_name=DISK))
     outsider = core.ctx("mallory", ("users",))
     for unknown in (admin_op.id, str(uuid.uuid4())):
         with pytest.raises(ApiError) as caught:
-            await core.gateway.get_operation(outsider, unknown)
+            await core.gateway.call(outsider, C.GET_OPERATION, OperationKey(unknown))
         assert caught.value.code is Code.NOT_FOUND
     with pytest.raises(ApiError) as caught:
-        await core.gateway.get_operation(outsider, "not-a-uuid")
+        await core.gateway.call(outsider, C.GET_OPERATION, OperationKey("not-a-uuid"))
     assert caught.value.code is Code.INVALID_ARGUMENT
     events = await core.audit(action="GetOperation", actor="mallory")
     assert [e.outcome for e in events] == [
         AuditOutcome.DENIED, AuditOutcome.ERROR, AuditOutcome.ERROR]
     alice = core.ctx("alice", ("users",))
-    assert (await core.gateway.get_operation(alice, admin_op.id)).id == admin_op.id
+    assert (await core.gateway.call(alice, C.GET_OPERATION, OperationKey(admin_op.id))).id == admin_op.id
     with pytest.raises(ApiError) as caught:  # alice may not list across namespaces
-        await core.gateway.list_operations(alice, ListOperationsRequest())
+        await core.gateway.call(alice, C.LIST_OPERATIONS, ListOperationsRequest())
     assert caught.value.code is Code.PERMISSION_DENIED
-    page = await core.gateway.list_operations(alice, ListOperationsRequest(namespace=NS))
+    page = await core.gateway.call(alice, C.LIST_OPERATIONS, ListOperationsRequest(namespace=NS))
     assert [o.id for o in page.items] == [admin_op.id]
 
 
 async def test_every_call_is_audited(core: Core) -> None:
     ctx = core.ctx()
-    op = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
+    op = await core.gateway.call(
+        ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
                                                                                 name="audited"))
-    await core.gateway.get_disk_snapshot(ctx, NS, "audited")
-    await core.gateway.list_disk_snapshots(ctx, ListRequest(namespace=NS))
-    await core.gateway.get_operation(ctx, op.id)
-    await core.gateway.list_operations(ctx, ListOperationsRequest(namespace=NS))
-    await core.gateway.get_operation_timeline(ctx, op.id)
-    error = await core.gateway.unimplemented(ctx, "RestoreVirtualMachine")
-    assert error.code is Code.UNIMPLEMENTED
+    await core.gateway.call(ctx, C.GET_DISK_SNAPSHOT, ObjectKey(NS, "audited"))
+    await core.gateway.call(ctx, C.LIST_DISK_SNAPSHOTS, ListRequest(namespace=NS))
+    await core.gateway.call(ctx, C.GET_OPERATION, OperationKey(op.id))
+    await core.gateway.call(ctx, C.LIST_OPERATIONS, ListOperationsRequest(namespace=NS))
+    await core.gateway.call(ctx, C.GET_OPERATION_TIMELINE, OperationKey(op.id))
+    with pytest.raises(ApiError) as unimplemented:
+        await core.gateway.call(ctx, C.CLONE_VM, None)
+    assert unimplemented.value.code is Code.UNIMPLEMENTED
     events = await core.audit(actor="dev")
     assert [(e.action, e.outcome) for e in events] == [
         ("CreateDiskSnapshot", AuditOutcome.SUCCESS), ("GetDiskSnapshot", AuditOutcome.SUCCESS),
         ("ListDiskSnapshots", AuditOutcome.SUCCESS), ("GetOperation", AuditOutcome.SUCCESS),
         ("ListOperations", AuditOutcome.SUCCESS), ("GetOperationTimeline", AuditOutcome.SUCCESS),
-        ("RestoreVirtualMachine", AuditOutcome.ERROR)]
+        ("CloneVirtualMachine", AuditOutcome.ERROR)]
     create = events[0]
     assert create.resource == "disk-snapshots/audited" and create.operation_id == op.id
     assert create.protocol == "grpc" and create.request_id == ctx.request_id
@@ -484,12 +495,13 @@ async def test_every_call_is_audited(core: Core) -> None:
 async def test_list_pages_with_opaque_tokens(core: Core) -> None:
     ctx = core.ctx()
     for index in range(3):
-        await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(
+        await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
             namespace=NS, virtual_disk_name=DISK, name=f"page-{index}", labels={"set": "paging"}))
     names: list[str] = []
     token = ""
     while True:
-        page = await core.gateway.list_disk_snapshots(ctx, ListRequest(namespace=NS, page_size=2, page_token=token,
+        page = await core.gateway.call(
+            ctx, C.LIST_DISK_SNAPSHOTS, ListRequest(namespace=NS, page_size=2, page_token=token,
                                                                        label_selector="set=paging"))
         names += [s.name for s in page.items]
         token = page.next_page_token
@@ -497,64 +509,67 @@ async def test_list_pages_with_opaque_tokens(core: Core) -> None:
             break
     assert sorted(names) == ["page-0", "page-1", "page-2"]
     with pytest.raises(ApiError) as caught:
-        await core.gateway.list_disk_snapshots(ctx, ListRequest(namespace=NS, page_token="garbage"))
+        await core.gateway.call(ctx, C.LIST_DISK_SNAPSHOTS, ListRequest(namespace=NS, page_token="garbage"))
     assert caught.value.code is Code.INVALID_ARGUMENT
 
 
 async def test_delete_operation(core: Core) -> None:
     ctx = core.ctx()
-    created = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(
+    created = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
         namespace=NS, virtual_disk_name=DISK, name="to-delete"))
     await wait_done(core, created.id)
-    op = await core.gateway.delete_disk_snapshot(ctx, DeleteDiskSnapshotRequest(namespace=NS, name="to-delete",
+    op = await core.gateway.call(ctx, C.DELETE_DISK_SNAPSHOT, DeleteDiskSnapshotRequest(namespace=NS, name="to-delete",
                                                                                 request_id="del-1"))
     assert op.type is OperationType.DELETE_DISK_SNAPSHOT and op.target.name == "to-delete"
     done = await wait_done(core, op.id)
     assert done.state is OperationState.SUCCEEDED
     with pytest.raises(ApiError) as caught:
-        await core.gateway.get_disk_snapshot(ctx, NS, "to-delete")
+        await core.gateway.call(ctx, C.GET_DISK_SNAPSHOT, ObjectKey(NS, "to-delete"))
     assert caught.value.code is Code.NOT_FOUND
     # A replay returns the same operation; deleting again (new key) is NOT_FOUND.
-    replay = await core.gateway.delete_disk_snapshot(ctx, DeleteDiskSnapshotRequest(namespace=NS, name="to-delete",
+    replay = await core.gateway.call(
+        ctx, C.DELETE_DISK_SNAPSHOT, DeleteDiskSnapshotRequest(namespace=NS, name="to-delete",
                                                                                     request_id="del-1"))
     assert replay.id == op.id
     with pytest.raises(ApiError) as caught:
-        await core.gateway.delete_disk_snapshot(ctx, DeleteDiskSnapshotRequest(namespace=NS, name="to-delete"))
+        await core.gateway.call(ctx, C.DELETE_DISK_SNAPSHOT, DeleteDiskSnapshotRequest(namespace=NS, name="to-delete"))
     assert caught.value.code is Code.NOT_FOUND
     # The create operation stays SUCCEEDED: deleting a finished snapshot does not rewrite history.
-    assert (await core.gateway.get_operation(ctx, created.id)).state is OperationState.SUCCEEDED
+    assert (await core.gateway.call(ctx, C.GET_OPERATION, OperationKey(created.id))).state is OperationState.SUCCEEDED
 
 
 async def test_watch_operation_yields_versions_until_done(core: Core) -> None:
     ctx = core.ctx()
-    op = await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK))
+    op = await core.gateway.call(
+        ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK))
     seen: list[Operation] = []
     async with asyncio.timeout(DONE_TIMEOUT):
-        async for version in core.gateway.watch_operation(ctx, op.id):
+        async for version in core.gateway.stream(ctx, C.WATCH_OPERATION, WatchOperationRequest(op.id)):
             seen.append(version)
     assert seen[-1].state is OperationState.SUCCEEDED
     versions = [v.version for v in seen]
     assert versions == sorted(set(versions))
     # Resuming after the last version yields nothing more: the operation is done.
-    rest = [v async for v in core.gateway.watch_operation(ctx, op.id, after_version=seen[-1].version)]
+    rest = [v async for v in core.gateway.stream(
+        ctx, C.WATCH_OPERATION, WatchOperationRequest(op.id, after_version=seen[-1].version))]
     assert rest == []
     with pytest.raises(ApiError) as caught:
-        await anext(core.gateway.watch_operation(core.ctx("mallory", ()), op.id))
+        await anext(core.gateway.stream(core.ctx("mallory", ()), C.WATCH_OPERATION, WatchOperationRequest(op.id)))
     assert caught.value.code is Code.NOT_FOUND
     with pytest.raises(ApiError) as caught:
-        await anext(core.gateway.watch_operation(ctx, op.id, after_version=-1))
+        await anext(core.gateway.stream(ctx, C.WATCH_OPERATION, WatchOperationRequest(op.id, after_version=-1)))
     assert [f.field for f in caught.value.field_violations] == ["after_version"]
 
 
 @sqlite_only
 async def test_watch_disk_snapshots(core: Core) -> None:
     ctx = core.ctx()
-    await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
+    await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
                                                                            name="watched-1"))
-    stream = core.gateway.watch_disk_snapshots(ctx, NS)
+    stream = core.gateway.stream(ctx, C.WATCH_DISK_SNAPSHOTS, WatchRequest(NS))
     first = await asyncio.wait_for(anext(stream), DONE_TIMEOUT)
     assert first.type is WatchEventType.ADDED and first.snapshot.name == "watched-1"
-    await core.gateway.create_disk_snapshot(ctx, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
+    await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK,
                                                                            name="watched-2"))
     async with asyncio.timeout(DONE_TIMEOUT):
         async for event in stream:
@@ -562,7 +577,7 @@ async def test_watch_disk_snapshots(core: Core) -> None:
                 break
     await stream.aclose()
     with pytest.raises(ApiError) as caught:
-        await anext(core.gateway.watch_disk_snapshots(core.ctx("alice", ()), "prod"))
+        await anext(core.gateway.stream(core.ctx("alice", ()), C.WATCH_DISK_SNAPSHOTS, WatchRequest("prod")))
     assert caught.value.code is Code.PERMISSION_DENIED
     events = await core.audit(action="WatchDiskSnapshots")
     assert [e.outcome for e in events] == [AuditOutcome.SUCCESS, AuditOutcome.DENIED]
@@ -572,5 +587,5 @@ async def test_audit_write_failure_fails_the_call(core: Core) -> None:
     async with core.db.engine.begin() as conn:  # the audit log is gone: calls must not run unrecorded
         await conn.execute(text("DROP TABLE audit_events"))
     with pytest.raises(ApiError) as caught:
-        await core.gateway.get_disk_snapshot(core.ctx(), NS, "anything")
+        await core.gateway.call(core.ctx(), C.GET_DISK_SNAPSHOT, ObjectKey(NS, "anything"))
     assert caught.value.code is Code.UNAVAILABLE and caught.value.reason == "AUDIT_UNAVAILABLE"

@@ -13,10 +13,12 @@ import yaml
 from service.app import GatewayApp
 from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.watch_hub import WatchHub
+from service.core import contract as C
 from service.core.domain import AuditFilter, AuditOutcome, Caller, RequestContext
 from service.core.errors import ApiError, Code
 from service.core.gateway import Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
+from service.core.requests import ObjectKey
 from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
 from service.settings import Settings
 from service.store import Database
@@ -83,10 +85,10 @@ async def test_gateway_with_cluster_auth(cluster: EmbeddedCluster, client: KubeC
         caller = await gateway.authenticate(f"Bearer {ALICE_TOKEN}", action="GetDiskSnapshot", protocol="grpc")
         ctx = RequestContext(caller, request_id="r1", protocol="grpc")
         with pytest.raises(ApiError) as caught:
-            await gateway.get_disk_snapshot(ctx, "demo", "absent")
+            await gateway.call(ctx, C.GET_DISK_SNAPSHOT, ObjectKey("demo", "absent"))
         assert caught.value.code is Code.NOT_FOUND  # allowed by RBAC, then not found
         with pytest.raises(ApiError) as caught:
-            await gateway.get_disk_snapshot(ctx, "prod", "absent")
+            await gateway.call(ctx, C.GET_DISK_SNAPSHOT, ObjectKey("prod", "absent"))
         assert caught.value.code is Code.PERMISSION_DENIED
         cluster.faults.fail(1.0, code=503)
         with pytest.raises(ApiError) as caught:

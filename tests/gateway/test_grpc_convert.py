@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,27 +12,47 @@ from service.api.grpc import convert
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
     common_pb2,
+    export_service_pb2,
     operation_pb2,
     operation_service_pb2,
+    restore_service_pb2,
     snapshot_service_pb2,
 )
 from service.core.domain import (
+    ApplyMode,
     AuditEvent,
     AuditOutcome,
     AuditVerification,
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    KeepIpAddress,
     Operation,
     OperationError,
     OperationState,
     OperationTransition,
     OperationType,
+    Page,
     ResourceRef,
     ResourceResult,
+    VirtualMachineSnapshot,
+    VirtualMachineSnapshotEvent,
     WatchEventType,
 )
 from service.core.errors import ApiError, Code
+from service.core.requests import (
+    CancelOperationRequest,
+    CreateVmSnapshotRequest,
+    DeleteVmSnapshotRequest,
+    ListRequest,
+    ObjectKey,
+    OperationKey,
+    RestoreDiskRequest,
+    RestoreVmRequest,
+    VerifyAuditLogRequest,
+    WatchOperationRequest,
+    WatchRequest,
+)
 
 T0 = datetime(2026, 11, 25, 17, 0, 0, 123456, tzinfo=UTC)
 
@@ -44,7 +65,8 @@ def _operation(**changes: object) -> Operation:
         resource=ResourceRef("virtualization.deckhouse.io/v1alpha2", "VirtualDiskSnapshot", "snap", "demo", "u-1"),
         phase="Failed",
         conditions=[Condition("VirtualDiskSnapshotReady", "False", "VirtualDiskSnapshotFailed", "boom", T0)],
-        results=[ResourceResult("v1", "VirtualDisk", "d1", "Failed", "in use")],
+        results=[ResourceResult("v1", "VirtualDisk", "d1", "Failed", "in use", reason="AttachedToAnotherVM"),
+                 ResourceResult("v1", "VirtualMachineIPAddress", "ip", "Completed")],
         warnings=["images are not saved"],
         error=OperationError("FAILED_PRECONDITION", "VirtualDiskSnapshotFailed", "boom"),
         request_id="req-1", create_time=T0, update_time=T0 + timedelta(seconds=2),
@@ -63,6 +85,7 @@ def test_operation_round_trips_through_the_wire() -> None:
     assert msg.state == operation_pb2.Operation.FAILED and msg.done
     assert msg.type == operation_pb2.Operation.CREATE_DISK_SNAPSHOT
     assert msg.create_time.ToDatetime(tzinfo=UTC) == T0
+    assert [r.reason for r in msg.results] == ["AttachedToAnotherVM", ""]
     assert convert.operation_from_proto(_wire(msg)) == op
 
 
@@ -156,3 +179,154 @@ def test_operation_transition() -> None:
     msg = convert.operation_transition(OperationTransition("op", 2, OperationState.RUNNING, "InProgress",
                                                            "Snapshotting", "", T0))
     assert msg.state == operation_pb2.Operation.RUNNING and msg.seq == 2 and msg.time.ToDatetime(tzinfo=UTC) == T0
+
+
+def _error(call: object) -> ApiError:
+    assert callable(call)
+    with pytest.raises(ApiError) as caught:
+        call()
+    assert caught.value.code is Code.INVALID_ARGUMENT
+    return caught.value
+
+
+def test_resource_result_round_trips_with_its_reason() -> None:
+    result = ResourceResult("virtualization.deckhouse.io/v1alpha2", "VirtualMachineIPAddress", "ip-1", "Conflict",
+                            "in use by vm-2", reason="IPAddressInUse")
+    wire = operation_pb2.ResourceResult.FromString(convert.resource_result(result).SerializeToString())
+    assert wire.reason == "IPAddressInUse"
+    assert convert.resource_result_from_proto(wire) == result
+
+
+# ---------------------------------------------------------------- VM snapshots
+
+
+@pytest.mark.parametrize("consistent", [None, False, True])
+@pytest.mark.parametrize("keep", list(KeepIpAddress))
+def test_vm_snapshot_round_trips(consistent: bool | None, keep: KeepIpAddress) -> None:
+    snap = VirtualMachineSnapshot(
+        namespace="demo", name="vs1", virtual_machine_name="linux-vm", required_consistency=False,
+        keep_ip_address=keep, uid="u", phase="Ready", consistent=consistent,
+        resources=[ResourceRef("virtualization.deckhouse.io/v1alpha2", "VirtualDisk", "linux-vm-root", "demo", "u2")],
+        virtual_disk_snapshot_names=["vdsnapshot-1"],
+        conditions=[Condition("VirtualMachineSnapshotReady", "True", "VirtualMachineSnapshotReady", "", T0)],
+        labels={"a": "b"}, annotations={"x": "y"}, operation_id="op", resource_version="7", create_time=T0,
+        deletion_time=T0 + timedelta(seconds=1))
+    msg = snapshot_service_pb2.VirtualMachineSnapshot.FromString(convert.vm_snapshot(snap).SerializeToString())
+    assert msg.HasField("consistent") is (consistent is not None)
+    assert snapshot_service_pb2.VirtualMachineSnapshot.KeepIpAddress.Name(msg.keep_ip_address) == keep.name
+    assert convert.vm_snapshot_from_proto(msg) == snap
+
+
+def test_vm_snapshot_event_and_page() -> None:
+    snap = VirtualMachineSnapshot(namespace="demo", name="vs1", virtual_machine_name="vm", required_consistency=True)
+    msg = convert.vm_snapshot_event(VirtualMachineSnapshotEvent(WatchEventType.MODIFIED, snap))
+    assert msg.type == common_pb2.MODIFIED and msg.snapshot.name == "vs1"
+    assert msg.snapshot.keep_ip_address == snapshot_service_pb2.VirtualMachineSnapshot.ALWAYS
+    page = convert.vm_snapshots_page(Page([snap], next_page_token="n"))
+    assert [s.name for s in page.virtual_machine_snapshots] == ["vs1"] and page.next_page_token == "n"
+
+
+def test_create_vm_snapshot_request_defaults() -> None:
+    absent = convert.create_vm_snapshot_request(snapshot_service_pb2.CreateVirtualMachineSnapshotRequest(
+        namespace="demo", virtual_machine_name="vm"))
+    assert absent == CreateVmSnapshotRequest(namespace="demo", virtual_machine_name="vm",
+                                             required_consistency=True, keep_ip_address=KeepIpAddress.ALWAYS)
+    explicit = convert.create_vm_snapshot_request(snapshot_service_pb2.CreateVirtualMachineSnapshotRequest(
+        namespace="demo", virtual_machine_name="vm", name="n", generate_name="g-", required_consistency=False,
+        keep_ip_address=snapshot_service_pb2.VirtualMachineSnapshot.NEVER, labels={"a": "1"},
+        annotations={"b": "2"}, request_id="r"))
+    assert explicit == CreateVmSnapshotRequest(
+        namespace="demo", virtual_machine_name="vm", name="n", generate_name="g-", required_consistency=False,
+        keep_ip_address=KeepIpAddress.NEVER, labels={"a": "1"}, annotations={"b": "2"}, request_id="r")
+    assert convert.create_vm_snapshot_request(snapshot_service_pb2.CreateVirtualMachineSnapshotRequest(
+        keep_ip_address=snapshot_service_pb2.VirtualMachineSnapshot.ALWAYS)).keep_ip_address is KeepIpAddress.ALWAYS
+
+
+def test_create_vm_snapshot_request_unknown_keep_ip_address() -> None:
+    msg = snapshot_service_pb2.CreateVirtualMachineSnapshotRequest(namespace="demo", virtual_machine_name="vm")
+    msg.keep_ip_address = 3  # type: ignore[assignment]
+    err = _error(lambda: convert.create_vm_snapshot_request(msg))
+    assert [v.field for v in err.field_violations] == ["keep_ip_address"]
+
+
+def test_vm_snapshot_key_list_watch_delete_requests() -> None:
+    assert convert.object_key(snapshot_service_pb2.GetVirtualMachineSnapshotRequest(namespace="demo", name="s")) \
+        == ObjectKey("demo", "s")
+    assert convert.list_request(snapshot_service_pb2.ListVirtualMachineSnapshotsRequest(
+        namespace="demo", page_size=3, page_token="t", label_selector="a=b")) == ListRequest("demo", 3, "t", "a=b")
+    assert convert.watch_request(snapshot_service_pb2.WatchVirtualMachineSnapshotsRequest(namespace="demo")) \
+        == WatchRequest("demo", "")
+    assert convert.delete_vm_snapshot_request(snapshot_service_pb2.DeleteVirtualMachineSnapshotRequest(
+        namespace="demo", name="s", request_id="k")) == DeleteVmSnapshotRequest("demo", "s", "k")
+
+
+# ---------------------------------------------------------------- restores
+
+
+def test_restore_disk_request() -> None:
+    req = convert.restore_disk_request(restore_service_pb2.RestoreDiskRequest(
+        namespace="demo", name="d2", disk_snapshot_name="s", size="20Gi", storage_class_name="fast",
+        labels={"a": "1"}, request_id="k"))
+    assert req == RestoreDiskRequest(namespace="demo", name="d2", disk_snapshot_name="s", size="20Gi",
+                                     storage_class_name="fast", labels={"a": "1"}, request_id="k")
+    assert convert.restore_disk_request(restore_service_pb2.RestoreDiskRequest(namespace="demo")) \
+        == RestoreDiskRequest(namespace="demo", name="", disk_snapshot_name="")
+
+
+@pytest.mark.parametrize(("sent", "expected"), [
+    (common_pb2.APPLY_MODE_UNSPECIFIED, ApplyMode.STRICT), (common_pb2.DRY_RUN, ApplyMode.DRY_RUN),
+    (common_pb2.STRICT, ApplyMode.STRICT), (common_pb2.BEST_EFFORT, ApplyMode.BEST_EFFORT)])
+def test_restore_vm_request_mode(sent: common_pb2.ApplyMode.ValueType, expected: ApplyMode) -> None:
+    req = convert.restore_vm_request(restore_service_pb2.RestoreVirtualMachineRequest(
+        namespace="demo", virtual_machine_name="vm", virtual_machine_snapshot_name="vs", mode=sent, request_id="k"))
+    assert req == RestoreVmRequest(namespace="demo", virtual_machine_name="vm", virtual_machine_snapshot_name="vs",
+                                   mode=expected, request_id="k")
+
+
+def test_apply_mode_round_trips_by_name() -> None:
+    for mode in ApplyMode:
+        assert convert.apply_mode_from_proto(convert.apply_mode(mode)) is mode
+    for keep in KeepIpAddress:
+        assert convert.keep_ip_address_from_proto(convert.keep_ip_address(keep)) is keep
+
+
+def test_restore_vm_request_unknown_mode() -> None:
+    msg = restore_service_pb2.RestoreVirtualMachineRequest(namespace="demo", virtual_machine_name="vm")
+    msg.mode = 12  # type: ignore[assignment]
+    err = _error(lambda: convert.restore_vm_request(msg))
+    assert [v.field for v in err.field_violations] == ["mode"]
+
+
+# ---------------------------------------------------------------- operations, audit, exports
+
+
+def test_operation_requests() -> None:
+    assert convert.operation_key(operation_service_pb2.GetOperationRequest(operation_id="op")) == OperationKey("op")
+    assert convert.operation_key(operation_service_pb2.GetOperationTimelineRequest(operation_id="op")) \
+        == OperationKey("op")
+    assert convert.watch_operation_request(operation_service_pb2.WatchOperationRequest(
+        operation_id="op", after_version=4)) == WatchOperationRequest("op", 4)
+    assert convert.cancel_operation_request(operation_service_pb2.CancelOperationRequest(operation_id="op")) \
+        == CancelOperationRequest("op", force=False, request_id="")
+    assert convert.cancel_operation_request(operation_service_pb2.CancelOperationRequest(
+        operation_id="op", force=True, request_id="k")) == CancelOperationRequest("op", force=True, request_id="k")
+    assert convert.verify_audit_log_request(audit_service_pb2.VerifyAuditLogRequest()) == VerifyAuditLogRequest()
+
+
+def test_pages_and_timeline() -> None:
+    ops = convert.operations_page(Page([_operation()], next_page_token="n"))
+    assert [o.id for o in ops.operations] == [_operation().id] and ops.next_page_token == "n"
+    timeline = convert.operation_timeline([OperationTransition("op", 1, OperationState.PENDING, "", "Created", "",
+                                                               T0)])
+    assert [t.seq for t in timeline.transitions] == [1]
+    snap = DiskSnapshot(namespace="demo", name="s1", virtual_disk_name="d", required_consistency=True)
+    disks = convert.disk_snapshots_page(Page([snap]))
+    assert [s.name for s in disks.disk_snapshots] == ["s1"] and disks.next_page_token == ""
+
+
+def test_export_chunk_and_no_request() -> None:
+    chunk = convert.export_chunk(b"\x00\x01")
+    assert chunk.WhichOneof("chunk") == "data" and chunk.data == b"\x00\x01"
+    assert isinstance(chunk, export_service_pb2.ExportChunk)
+    build: Callable[[object], object] = convert.no_request
+    assert build(export_service_pb2.ExportDiskRequest(namespace="demo")) is None

@@ -15,12 +15,12 @@ from grpc_status import rpc_status
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    clone_service_pb2,
+    clone_service_pb2_grpc,
     common_pb2,
     operation_pb2,
     operation_service_pb2,
     operation_service_pb2_grpc,
-    restore_service_pb2,
-    restore_service_pb2_grpc,
     snapshot_service_pb2,
     snapshot_service_pb2_grpc,
 )
@@ -165,12 +165,12 @@ async def test_caller_errors_are_mapped(client: Client) -> None:
     info, _ = _details(anonymous.value)
     assert info.reason == "UNAUTHENTICATED"
 
-    restore = restore_service_pb2_grpc.RestoreServiceStub(client.channel)
+    clone = clone_service_pb2_grpc.CloneServiceStub(client.channel)
     with pytest.raises(grpc.aio.AioRpcError) as later:
-        await restore.RestoreDisk(restore_service_pb2.RestoreDiskRequest(
-            namespace=client.namespace, name="restored", disk_snapshot_name=SNAPSHOT), metadata=client.auth)
+        await clone.CloneVirtualMachine(clone_service_pb2.CloneVirtualMachineRequest(
+            namespace=client.namespace, virtual_machine_name="linux-vm"), metadata=client.auth)
     assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "RestoreService/RestoreDisk" in later.value.details()
+    assert "CloneVirtualMachine" in later.value.details()
 
 
 async def test_operation_history_and_audit(client: Client) -> None:

@@ -18,7 +18,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CONFORMANCE = ",".join(("status_code_conformance", "content_type_conformance", "response_headers_conformance",
                         "response_schema_conformance"))
 # Watching a namespace is an endless stream by design; a fuzzer's request would only time out.
-ENDLESS = ["WatchDiskSnapshots"]
+ENDLESS = ["WatchDiskSnapshots", "WatchVirtualMachineSnapshots"]
 # Answered 501 on purpose (documented): checked for conformance, not for "no server error".
 LATER = [operation_id for _, _, operation_id, handler in ROUTES if handler is unimplemented]
 

@@ -11,8 +11,20 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
 from service.api.rest import wire
-from service.api.rest.routes import ROUTES
-from service.core.domain import AuditOutcome, Operation, OperationState, OperationType, ResourceRef
+from service.api.rest.handlers import disk_snapshots, operations, restore, vm_snapshots
+from service.api.rest.routes import CONTRACT_ROUTES, ROUTES
+from service.core import contract
+from service.core.domain import (
+    ApplyMode,
+    AuditOutcome,
+    KeepIpAddress,
+    Operation,
+    OperationState,
+    OperationType,
+    ResourceRef,
+    ResourceResult,
+    VirtualMachineSnapshot,
+)
 from service.core.errors import Code
 from tests.support.openapi import SPEC_PATH, api_spec
 
@@ -63,6 +75,8 @@ def test_every_api_call_describes_its_errors_as_problems() -> None:
     ("OperationType", {t.value for t in OperationType}),
     ("OperationState", {s.value for s in OperationState}),
     ("AuditOutcome", {o.value for o in AuditOutcome}),
+    ("ApplyMode", {m.value for m in ApplyMode}),
+    ("KeepIPAddress", {k.value for k in KeepIpAddress}),
 ])
 def test_enums_match_the_domain(schema: str, values: set[str]) -> None:
     assert set(api_spec().document["components"]["schemas"][schema]["enum"]) == values
@@ -93,3 +107,59 @@ def test_the_validator_rejects_responses_the_document_does_not_describe() -> Non
         spec.validate_exchange("POST", url, {}, 202, accepted, body)
     accepted["Location"] = "/v1/operations/op-1"
     spec.validate_exchange("POST", url, {}, 202, accepted, body)
+
+
+def test_every_contract_method_is_one_operation_of_the_document() -> None:
+    assert sorted(spec_operations().values()) == sorted([m.name for m in contract.METHODS]
+                                                        + ["Healthz", "Readyz", "GetOpenApi"])
+    served = {(method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)): route.name
+              for method, path, route, _ in CONTRACT_ROUTES}
+    assert {key: spec_operations()[key] for key in served} == served
+
+
+def _placeholders(node: object, where: str = "") -> list[str]:
+    """Object schemas that say nothing about their members."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" not in node and "additionalProperties" not in node:
+            found.append(where)
+        for key, value in node.items():
+            found += _placeholders(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _placeholders(value, f"{where}/{i}")
+    return found
+
+
+def test_no_schema_is_a_placeholder() -> None:
+    assert _placeholders(api_spec().document) == []
+
+
+@pytest.mark.parametrize(("operation_id", "schema", "fields"), [
+    ("CreateDiskSnapshot", "CreateDiskSnapshotBody", disk_snapshots.CREATE_FIELDS),
+    ("CreateVirtualMachineSnapshot", "CreateVirtualMachineSnapshotBody", vm_snapshots.CREATE_FIELDS),
+    ("RestoreDisk", "RestoreDiskBody", restore.RESTORE_DISK_FIELDS),
+    ("RestoreVirtualMachine", "RestoreVirtualMachineBody", restore.RESTORE_VM_FIELDS),
+    ("CancelOperation", "CancelOperationBody", operations.CANCEL_FIELDS),
+])
+def test_request_bodies_are_the_fields_the_handlers_accept(operation_id: str, schema: str,
+                                                          fields: tuple[str, ...]) -> None:
+    document = api_spec().document
+    body = document["components"]["schemas"][schema]
+    assert body["additionalProperties"] is False  # the handler rejects unknown fields
+    assert set(body["properties"]) == set(fields)
+    (operation,) = [item[method] for item in document["paths"].values() for method in HTTP_METHODS
+                    if method in item and item[method]["operationId"] == operation_id]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == f"#/components/schemas/{schema}"
+    assert operation["requestBody"]["required"] is (operation_id != "CancelOperation")
+
+
+def test_wire_shapes_are_the_schemas_required_members() -> None:
+    schemas = api_spec().document["components"]["schemas"]
+    snapshot = wire.vm_snapshot(VirtualMachineSnapshot("demo", "s", "vm", True))
+    assert set(schemas["VirtualMachineSnapshot"]["required"]) == set(snapshot)
+    api_spec().validate_schema("VirtualMachineSnapshot", snapshot)
+    result = wire.resource_result(ResourceResult("v1", "VirtualDisk", "d", "Conflict", "in use", "AttachedToAnotherVM"))
+    assert set(schemas["ResourceResult"]["required"]) == set(result)
+    api_spec().validate_schema("ResourceResult", result)

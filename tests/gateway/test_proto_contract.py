@@ -21,7 +21,7 @@ from service.api.grpc_gen.dvp.snapshots.v1 import (
     restore_service_pb2,
     snapshot_service_pb2,
 )
-from service.core.domain import AuditOutcome, OperationState, OperationType
+from service.core.domain import ApplyMode, AuditOutcome, KeepIpAddress, OperationState, OperationType
 
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
 FILES: list[FileDescriptor] = [m.DESCRIPTOR for m in (
@@ -73,6 +73,16 @@ def test_domain_enums_have_wire_values_of_the_same_names() -> None:
         == {t.value for t in OperationType}
     assert {v.name for v in audit_service_pb2.AuditEvent.Outcome.DESCRIPTOR.values} - {"OUTCOME_UNSPECIFIED"} \
         == {o.value for o in AuditOutcome}
+    # These carry the platform's spelling as values ("DryRun", "Always"); the wire uses the member names.
+    assert {v.name for v in common_pb2.ApplyMode.DESCRIPTOR.values} - {"APPLY_MODE_UNSPECIFIED"} \
+        == {m.name for m in ApplyMode}
+    keep = snapshot_service_pb2.VirtualMachineSnapshot.KeepIpAddress.DESCRIPTOR
+    assert {v.name for v in keep.values} - {"KEEP_IP_ADDRESS_UNSPECIFIED"} == {k.name for k in KeepIpAddress}
+
+
+def test_resource_result_carries_a_machine_readable_reason() -> None:
+    field = operation_pb2.ResourceResult.DESCRIPTOR.fields_by_name["reason"]
+    assert (field.number, field.type) == (6, field.TYPE_STRING)
 
 
 def test_presence_is_explicit_where_the_default_is_not_zero() -> None:

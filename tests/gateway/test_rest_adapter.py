@@ -9,22 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from service.api.rest import StreamSettings, create_rest_app
-from service.cluster.kinds import VIRTUAL_DISK, VIRTUAL_DISK_SNAPSHOT
-from service.core import errors
+from service.api.rest.problems import rest_field_name
+from service.api.rest.routes import CONTRACT_ROUTES, ROUTES
+from service.cluster.kinds import (
+    VIRTUAL_DISK,
+    VIRTUAL_DISK_SNAPSHOT,
+    VIRTUAL_MACHINE,
+    VIRTUAL_MACHINE_OPERATION,
+    VIRTUAL_MACHINE_SNAPSHOT,
+)
+from service.core import contract, errors
+from service.core.contract import Method
 from service.core.domain import (
+    ApplyMode,
     AuditEvent,
     AuditOutcome,
     AuditVerification,
@@ -32,6 +43,7 @@ from service.core.domain import (
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    KeepIpAddress,
     Operation,
     OperationState,
     OperationTransition,
@@ -39,14 +51,27 @@ from service.core.domain import (
     Page,
     RequestContext,
     ResourceRef,
+    ResourceResult,
+    VirtualMachineSnapshot,
+    VirtualMachineSnapshotEvent,
     WatchEventType,
 )
 from service.core.requests import (
+    CancelOperationRequest,
     CreateDiskSnapshotRequest,
+    CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
+    DeleteVmSnapshotRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
+    ObjectKey,
+    OperationKey,
+    RestoreDiskRequest,
+    RestoreVmRequest,
+    VerifyAuditLogRequest,
+    WatchOperationRequest,
+    WatchRequest,
 )
 from tests.support.openapi import SPEC_PATH, Exchange, call
 
@@ -55,16 +80,31 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+def _page(items: list[Any], req: ListRequest) -> Page[Any]:
+    start = int(req.page_token or 0)
+    size = req.page_size or 50
+    more = start + size < len(items)
+    return Page(items[start:start + size], str(start + size) if more else "")
+
 
 class FakeGateway:
-    """In-memory stand-in for the core facade with the same signatures and error model."""
+    """In-memory stand-in for the core facade (``call``/``stream`` on the contract table)
+    with the same error model: every failure an ``ApiError``, streams failing on their
+    first step, methods nothing answers are UNIMPLEMENTED (audited)."""
 
     def __init__(self) -> None:
         self.disks = {("demo", "linux-vm-root")}
+        self.vms = {("demo", "linux-vm")}
         self.snapshots: dict[tuple[str, str], DiskSnapshot] = {}
+        self.vm_snapshots: dict[tuple[str, str], VirtualMachineSnapshot] = {}
         self.operations: dict[str, list[Operation]] = {}   # every stored version, oldest first
         self.by_key: dict[str, tuple[CreateDiskSnapshotRequest, str]] = {}
         self.events: list[AuditEvent] = []
+        self.calls: list[tuple[str, Any]] = []             # (method name, request) as the door sent them
         self.unimplemented_calls: list[str] = []
         self.rejections: list[tuple[str, str]] = []
         self.authenticated: list[tuple[str, str]] = []     # (action, request_id)
@@ -75,6 +115,60 @@ class FakeGateway:
         self.watches_closed = 0
         self.break_watch_after_first = False
         self.seen_after_versions: list[int] = []
+        self._unary: dict[str, Callable[[RequestContext, Any], Awaitable[Any]]] = {
+            contract.CREATE_DISK_SNAPSHOT.name: self.create_disk_snapshot,
+            contract.GET_DISK_SNAPSHOT.name: self.get_disk_snapshot,
+            contract.LIST_DISK_SNAPSHOTS.name: self.list_disk_snapshots,
+            contract.DELETE_DISK_SNAPSHOT.name: self.delete_disk_snapshot,
+            contract.CREATE_VM_SNAPSHOT.name: self.create_vm_snapshot,
+            contract.GET_VM_SNAPSHOT.name: self.get_vm_snapshot,
+            contract.LIST_VM_SNAPSHOTS.name: self.list_vm_snapshots,
+            contract.DELETE_VM_SNAPSHOT.name: self.delete_vm_snapshot,
+            contract.RESTORE_DISK.name: self.restore_disk,
+            contract.RESTORE_VM.name: self.restore_vm,
+            contract.GET_OPERATION.name: self.get_operation,
+            contract.LIST_OPERATIONS.name: self.list_operations,
+            contract.GET_OPERATION_TIMELINE.name: self.get_operation_timeline,
+            contract.CANCEL_OPERATION.name: self.cancel_operation,
+            contract.LIST_AUDIT_EVENTS.name: self.list_audit_events,
+            contract.VERIFY_AUDIT_LOG.name: self.verify_audit_log,
+        }
+        self._streams: dict[str, Callable[[RequestContext, Any], AsyncIterator[Any]]] = {
+            contract.WATCH_DISK_SNAPSHOTS.name: self.watch_disk_snapshots,
+            contract.WATCH_VM_SNAPSHOTS.name: self.watch_vm_snapshots,
+            contract.WATCH_OPERATION.name: self.watch_operation,
+            contract.EXPORT_AUDIT_EVENTS.name: self.export_audit_events,
+        }
+
+    # ------------------------------------------------------------ the facade
+    async def call(self, ctx: RequestContext, method: Method[Req, Res], req: Req) -> Res:
+        assert contract.BY_NAME[method.name] is method
+        self.calls.append((method.name, req))
+        answer = self._unary.get(method.name)
+        if answer is None:
+            raise self._unimplemented(method)
+        return cast(Res, await answer(ctx, req))
+
+    def stream(self, ctx: RequestContext, method: Method[Req, Res], req: Req) -> AsyncIterator[Res]:
+        assert contract.BY_NAME[method.name] is method and method.streaming
+        self.calls.append((method.name, req))
+        answer = self._streams.get(method.name)
+        if answer is None:
+            return self._unimplemented_stream(method)
+        return cast(AsyncIterator[Res], answer(ctx, req))
+
+    def _unimplemented(self, method: Method[Any, Any]) -> errors.ApiError:
+        self.unimplemented_calls.append(method.name)
+        error = errors.unimplemented(method.name)
+        error.audited = True
+        return error
+
+    async def _unimplemented_stream(self, method: Method[Any, Any]) -> AsyncIterator[Any]:
+        raise self._unimplemented(method)
+        yield  # an async generator: fails on its first step
+
+    def requests_of(self, method: Method[Any, Any]) -> list[Any]:
+        return [req for name, req in self.calls if name == method.name]
 
     # ------------------------------------------------------------ auth and audit
     async def authenticate(self, authorization: str | None, *, action: str, protocol: str,
@@ -91,6 +185,14 @@ class FakeGateway:
         n = len(self.events) + 1
         self.events.append(AuditEvent(n, T0 + timedelta(seconds=n), actor, action, outcome, namespace,
                                       "disk-snapshots/x", "rest", "rid", "", "", "", {"n": n}, prev, f"h{n}"))
+
+    def _new_operation(self, ctx: RequestContext, type_: OperationType, namespace: str, target: ResourceRef,
+                       request_id: str = "", **fields: Any) -> Operation:
+        op = Operation(id=str(uuid.uuid4()), type=type_, namespace=namespace, target=target,
+                       actor=ctx.caller.subject, request_hash="h", request_id=request_id or None,
+                       create_time=T0, update_time=T0, **fields)
+        self.operations[op.id] = [op]
+        return op
 
     # ------------------------------------------------------------ disk snapshots
     async def create_disk_snapshot(self, ctx: RequestContext, req: CreateDiskSnapshotRequest) -> Operation:
@@ -115,12 +217,9 @@ class FakeGateway:
         name = req.name or f"{req.generate_name or req.virtual_disk_name + '-'}abcde"
         if (req.namespace, name) in self.snapshots:
             raise errors.already_exists("VirtualDiskSnapshot", name, req.namespace)
-        op = Operation(id=str(uuid.uuid4()), type=OperationType.CREATE_DISK_SNAPSHOT, namespace=req.namespace,
-                       target=ResourceRef(VIRTUAL_DISK.api_version, "VirtualDisk", req.virtual_disk_name,
-                                          req.namespace),
-                       actor=ctx.caller.subject, request_hash="h", request_id=req.request_id or None,
-                       create_time=T0, update_time=T0)
-        self.operations[op.id] = [op]
+        op = self._new_operation(ctx, OperationType.CREATE_DISK_SNAPSHOT, req.namespace,
+                                 ResourceRef(VIRTUAL_DISK.api_version, "VirtualDisk", req.virtual_disk_name,
+                                             req.namespace), req.request_id)
         if req.request_id:
             self.by_key[req.request_id] = (req, op.id)
         self.snapshots[(req.namespace, name)] = DiskSnapshot(
@@ -129,41 +228,110 @@ class FakeGateway:
             resource_version=str(len(self.snapshots) + 100), create_time=T0)
         return op
 
-    async def get_disk_snapshot(self, ctx: RequestContext, namespace: str, name: str) -> DiskSnapshot:
-        if (namespace, name) not in self.snapshots:
-            raise errors.not_found("VirtualDiskSnapshot", name, namespace)
-        return self.snapshots[(namespace, name)]
+    async def get_disk_snapshot(self, ctx: RequestContext, key: ObjectKey) -> DiskSnapshot:
+        if (key.namespace, key.name) not in self.snapshots:
+            raise errors.not_found("VirtualDiskSnapshot", key.name, key.namespace)
+        return self.snapshots[(key.namespace, key.name)]
 
     async def list_disk_snapshots(self, ctx: RequestContext, req: ListRequest) -> Page[DiskSnapshot]:
         items = sorted((s for (ns, _), s in self.snapshots.items() if ns == req.namespace), key=lambda s: s.name)
-        start = int(req.page_token or 0)
-        size = req.page_size or 50
-        rest = items[start:start + size]
-        more = start + size < len(items)
-        return Page(rest, str(start + size) if more else "")
+        return _page(items, req)
 
     async def delete_disk_snapshot(self, ctx: RequestContext, req: DeleteDiskSnapshotRequest) -> Operation:
-        snapshot = await self.get_disk_snapshot(ctx, req.namespace, req.name)
-        op = Operation(id=str(uuid.uuid4()), type=OperationType.DELETE_DISK_SNAPSHOT, namespace=req.namespace,
-                       target=ResourceRef(VIRTUAL_DISK_SNAPSHOT.api_version, "VirtualDiskSnapshot", snapshot.name,
-                                          req.namespace, snapshot.uid),
-                       actor=ctx.caller.subject, request_hash="h", create_time=T0, update_time=T0)
-        self.operations[op.id] = [op]
-        return op
+        snapshot = await self.get_disk_snapshot(ctx, ObjectKey(req.namespace, req.name))
+        return self._new_operation(ctx, OperationType.DELETE_DISK_SNAPSHOT, req.namespace,
+                                   ResourceRef(VIRTUAL_DISK_SNAPSHOT.api_version, "VirtualDiskSnapshot",
+                                               snapshot.name, req.namespace, snapshot.uid), req.request_id)
 
-    async def watch_disk_snapshots(self, ctx: RequestContext, namespace: str,
-                                   name: str = "") -> AsyncIterator[DiskSnapshotEvent]:
-        if namespace == "forbidden":
+    async def watch_disk_snapshots(self, ctx: RequestContext, req: WatchRequest) -> AsyncIterator[DiskSnapshotEvent]:
+        if req.namespace == "forbidden":
             raise errors.permission_denied("alice may not watch namespace 'forbidden'")
         try:
             for (ns, snapshot_name), snapshot in list(self.snapshots.items()):
-                if ns == namespace and name in ("", snapshot_name):
+                if ns == req.namespace and req.name in ("", snapshot_name):
                     yield DiskSnapshotEvent(WatchEventType.ADDED, snapshot)
             while True:
                 async with self.changed:
                     await self.changed.wait()
         finally:
             self.watches_closed += 1
+
+    # ------------------------------------------------------------ VM snapshots
+    async def create_vm_snapshot(self, ctx: RequestContext, req: CreateVmSnapshotRequest) -> Operation:
+        if req.name and not _NAME_RE.match(req.name):
+            raise errors.invalid_argument("invalid request", [
+                errors.FieldViolation("name", "must be a lowercase RFC 1123 subdomain")])
+        if (req.namespace, req.virtual_machine_name) not in self.vms:
+            raise errors.not_found("VirtualMachine", req.virtual_machine_name, req.namespace)
+        name = req.name or f"{req.generate_name or req.virtual_machine_name + '-'}fghij"
+        if (req.namespace, name) in self.vm_snapshots:
+            raise errors.already_exists("VirtualMachineSnapshot", name, req.namespace)
+        op = self._new_operation(ctx, OperationType.CREATE_VM_SNAPSHOT, req.namespace,
+                                 ResourceRef(VIRTUAL_MACHINE.api_version, "VirtualMachine",
+                                             req.virtual_machine_name, req.namespace), req.request_id,
+                                 warnings=["images are not saved in a VM snapshot"])
+        self.vm_snapshots[(req.namespace, name)] = VirtualMachineSnapshot(
+            req.namespace, name, req.virtual_machine_name, req.required_consistency,
+            keep_ip_address=req.keep_ip_address, uid=str(uuid.uuid4()), phase="Ready", consistent=True,
+            resources=[ResourceRef(VIRTUAL_MACHINE.api_version, "VirtualMachine", req.virtual_machine_name,
+                                   req.namespace, "vm-uid")],
+            virtual_disk_snapshot_names=[f"{name}-root"],
+            conditions=[Condition("VirtualMachineSnapshotReady", "True", "VirtualMachineSnapshotReady", "", T0)],
+            labels=dict(req.labels), annotations=dict(req.annotations), operation_id=op.id,
+            resource_version=str(len(self.vm_snapshots) + 200), create_time=T0)
+        return op
+
+    async def get_vm_snapshot(self, ctx: RequestContext, key: ObjectKey) -> VirtualMachineSnapshot:
+        if (key.namespace, key.name) not in self.vm_snapshots:
+            raise errors.not_found("VirtualMachineSnapshot", key.name, key.namespace)
+        return self.vm_snapshots[(key.namespace, key.name)]
+
+    async def list_vm_snapshots(self, ctx: RequestContext, req: ListRequest) -> Page[VirtualMachineSnapshot]:
+        items = sorted((s for (ns, _), s in self.vm_snapshots.items() if ns == req.namespace), key=lambda s: s.name)
+        return _page(items, req)
+
+    async def delete_vm_snapshot(self, ctx: RequestContext, req: DeleteVmSnapshotRequest) -> Operation:
+        snapshot = await self.get_vm_snapshot(ctx, ObjectKey(req.namespace, req.name))
+        return self._new_operation(ctx, OperationType.DELETE_VM_SNAPSHOT, req.namespace,
+                                   ResourceRef(VIRTUAL_MACHINE_SNAPSHOT.api_version, "VirtualMachineSnapshot",
+                                               snapshot.name, req.namespace, snapshot.uid), req.request_id)
+
+    async def watch_vm_snapshots(self, ctx: RequestContext,
+                                 req: WatchRequest) -> AsyncIterator[VirtualMachineSnapshotEvent]:
+        if req.namespace == "forbidden":
+            raise errors.permission_denied("alice may not watch namespace 'forbidden'")
+        try:
+            for (ns, snapshot_name), snapshot in list(self.vm_snapshots.items()):
+                if ns == req.namespace and req.name in ("", snapshot_name):
+                    yield VirtualMachineSnapshotEvent(WatchEventType.ADDED, snapshot)
+            while True:
+                async with self.changed:
+                    await self.changed.wait()
+        finally:
+            self.watches_closed += 1
+
+    # ------------------------------------------------------------ restore
+    async def restore_disk(self, ctx: RequestContext, req: RestoreDiskRequest) -> Operation:
+        snapshot = await self.get_disk_snapshot(ctx, ObjectKey(req.namespace, req.disk_snapshot_name))
+        return self._new_operation(ctx, OperationType.RESTORE_DISK, req.namespace,
+                                   ResourceRef(VIRTUAL_DISK_SNAPSHOT.api_version, "VirtualDiskSnapshot",
+                                               snapshot.name, req.namespace, snapshot.uid), req.request_id,
+                                   resource=ResourceRef(VIRTUAL_DISK.api_version, "VirtualDisk", req.name,
+                                                        req.namespace))
+
+    async def restore_vm(self, ctx: RequestContext, req: RestoreVmRequest) -> Operation:
+        snapshot = await self.get_vm_snapshot(ctx, ObjectKey(req.namespace, req.virtual_machine_snapshot_name))
+        results = []
+        if req.mode is ApplyMode.DRY_RUN:   # the conflicts found, per resource
+            results = [ResourceResult(VIRTUAL_MACHINE.api_version, "VirtualMachine", req.virtual_machine_name,
+                                      "Conflict", "the IP address 10.66.10.14 is in use", "IPAddressInUse")]
+        return self._new_operation(ctx, OperationType.RESTORE_VM, req.namespace,
+                                   ResourceRef(VIRTUAL_MACHINE.api_version, "VirtualMachine",
+                                               req.virtual_machine_name, req.namespace), req.request_id,
+                                   resource=ResourceRef(VIRTUAL_MACHINE_OPERATION.api_version,
+                                                        "VirtualMachineOperation", f"restore-{snapshot.name}",
+                                                        req.namespace, "vmop-uid"),
+                                   results=results)
 
     # ------------------------------------------------------------ operations
     def _operation(self, operation_id: str) -> list[Operation]:
@@ -182,23 +350,29 @@ class FakeGateway:
             self.changed.notify_all()
         return op
 
-    async def get_operation(self, ctx: RequestContext, operation_id: str) -> Operation:
-        return self._operation(operation_id)[-1]
+    async def get_operation(self, ctx: RequestContext, key: OperationKey) -> Operation:
+        return self._operation(key.operation_id)[-1]
 
     async def list_operations(self, ctx: RequestContext, req: ListOperationsRequest) -> Page[Operation]:
         ops = [versions[-1] for versions in self.operations.values()]
         return Page([op for op in ops if req.state is None or op.state is req.state])
 
-    async def get_operation_timeline(self, ctx: RequestContext, operation_id: str) -> list[OperationTransition]:
-        return [OperationTransition(operation_id, i + 1, op.state, op.phase, "Changed", "", op.update_time)
-                for i, op in enumerate(self._operation(operation_id))]
+    async def get_operation_timeline(self, ctx: RequestContext, key: OperationKey) -> list[OperationTransition]:
+        return [OperationTransition(key.operation_id, i + 1, op.state, op.phase, "Changed", "", op.update_time)
+                for i, op in enumerate(self._operation(key.operation_id))]
 
-    async def watch_operation(self, ctx: RequestContext, operation_id: str,
-                              after_version: int = 0) -> AsyncIterator[Operation]:
-        versions = self._operation(operation_id)
-        self.seen_after_versions.append(after_version)
+    async def cancel_operation(self, ctx: RequestContext, req: CancelOperationRequest) -> Operation:
+        last = self._operation(req.operation_id)[-1]
+        if last.type is OperationType.RESTORE_VM and not req.force:
+            raise errors.ApiError(errors.Code.FAILED_PRECONDITION, "RESTORE_IN_PROGRESS",
+                                  "cancelling a VM restore in progress is dangerous; pass force")
+        return await self.advance(req.operation_id, OperationState.CANCELLED, "Terminating")
+
+    async def watch_operation(self, ctx: RequestContext, req: WatchOperationRequest) -> AsyncIterator[Operation]:
+        versions = self._operation(req.operation_id)
+        self.seen_after_versions.append(req.after_version)
         try:
-            sent = after_version
+            sent = req.after_version
             while True:
                 for op in versions:
                     if op.version > sent:
@@ -229,16 +403,10 @@ class FakeGateway:
             if req.outcome is None or event.outcome is req.outcome:
                 yield event
 
-    async def verify_audit_log(self, ctx: RequestContext) -> AuditVerification:
+    async def verify_audit_log(self, ctx: RequestContext, req: VerifyAuditLogRequest) -> AuditVerification:
         return AuditVerification(ok=True, checked=len(self.events))
 
     # ------------------------------------------------------------ the rest
-    async def unimplemented(self, ctx: RequestContext, method: str) -> errors.ApiError:
-        self.unimplemented_calls.append(method)
-        error = errors.unimplemented(method)
-        error.audited = True
-        return error
-
     async def record_rejection(self, ctx: RequestContext, action: str, error: errors.ApiError) -> None:
         if not error.audited:
             self.rejections.append((action, error.reason))
@@ -500,7 +668,7 @@ async def test_audit_listing_json_lines_csv_and_verify(served: Served) -> None:
     assert len(rows) == 4  # the whole log, paging ignored
     from tests.support.openapi import api_spec
     for row in rows:
-        api_spec().validate_schema("AuditEvent", __import__("json").loads(row))
+        api_spec().validate_schema("AuditEvent", json.loads(row))
 
     table = await served.call("GET", "/v1/audit/events", headers={**AUTH, "Accept": "text/csv"})
     text = table.body.decode().splitlines()
@@ -519,17 +687,9 @@ async def test_audit_listing_json_lines_csv_and_verify(served: Served) -> None:
 
 LATER = [
     ("GET", "/v1/namespaces/demo/disk-snapshots/s1:export", "ExportDiskSnapshot"),
-    ("GET", "/v1/namespaces/demo/vm-snapshots", "ListVirtualMachineSnapshots"),
-    ("POST", "/v1/namespaces/demo/vm-snapshots", "CreateVirtualMachineSnapshot"),
-    ("GET", "/v1/namespaces/demo/vm-snapshots:watch", "WatchVirtualMachineSnapshots"),
-    ("GET", "/v1/namespaces/demo/vm-snapshots/v1", "GetVirtualMachineSnapshot"),
-    ("DELETE", "/v1/namespaces/demo/vm-snapshots/v1", "DeleteVirtualMachineSnapshot"),
     ("POST", "/v1/namespaces/demo/vm-snapshots/v1:clone", "CreateVirtualMachineFromSnapshot"),
-    ("POST", "/v1/namespaces/demo/disks:restore", "RestoreDisk"),
     ("GET", "/v1/namespaces/demo/disks/linux-vm-root:export", "ExportDisk"),
-    ("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:restore", "RestoreVirtualMachine"),
     ("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:clone", "CloneVirtualMachine"),
-    ("POST", f"/v1/operations/{uuid.UUID(int=1)}:cancel", "CancelOperation"),
 ]
 
 
@@ -540,6 +700,8 @@ async def test_later_capabilities_are_routed_to_501(served: Served, method: str,
     assert answer.status == 501 and answer.json()["reason"] == "NOT_IMPLEMENTED_YET"
     assert served.fake.unimplemented_calls == [operation_id]
     assert served.fake.authenticated[-1][0] == operation_id
+    assert served.fake.calls == [(operation_id, None)]  # through the facade, the body unread
+    assert served.fake.rejections == []  # the core audited it: not recorded twice
 
 
 async def test_a_custom_method_is_not_taken_for_a_name(served: Served) -> None:
@@ -551,3 +713,287 @@ async def test_a_custom_method_is_not_taken_for_a_name(served: Served) -> None:
                                             headers=AUTH)
     assert unknown_verb.status == 404
     unknown_verb.release()
+
+
+async def test_a_clone_body_is_not_read_while_the_call_is_501(served: Served) -> None:
+    answer = await served.call("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:clone",
+                               json_body={"mode": "DryRun", "customization": {"namePrefix": "copy-"}}, headers=AUTH)
+    assert answer.status == 501 and served.fake.calls == [("CloneVirtualMachine", None)]
+
+
+# ---------------------------------------------------------------- the route table is the contract table
+
+
+def test_the_route_table_covers_exactly_the_contract_methods() -> None:
+    names = [route.method.name for route in CONTRACT_ROUTES]
+    assert len(names) == len(set(names)), "each contract method is served once"
+    assert sorted(names) == sorted(m.name for m in contract.METHODS)
+    for route in CONTRACT_ROUTES:
+        assert contract.BY_NAME[route.method.name] is route.method
+    contract_names = {name for _, _, name, _ in ROUTES} - {"Healthz", "Readyz", "GetOpenApi"}
+    assert contract_names == set(contract.BY_NAME)
+
+
+async def test_served_routes_are_named_after_their_contract_method(served: Served) -> None:
+    named = [route.name for route in served.app.router.routes() if route.name and route.method != "HEAD"]
+    contract_names = [name for name in named if name not in ("Healthz", "Readyz", "GetOpenApi")]
+    assert sorted(contract_names) == sorted(m.name for m in contract.METHODS)
+
+
+# ---------------------------------------------------------------- VM snapshots
+
+
+async def create_vm_snapshot(served: Served, body: dict[str, Any], key: str = "") -> Exchange:
+    headers = dict(AUTH)
+    if key:
+        headers["Idempotency-Key"] = key
+    return await served.call("POST", "/v1/namespaces/demo/vm-snapshots", json_body=body, headers=headers)
+
+
+async def test_vm_snapshot_create_moves_every_field_and_answers_202(served: Served) -> None:
+    accepted = await create_vm_snapshot(served, {
+        "name": "linux-vm-snapshot", "virtualMachineName": "linux-vm", "requiredConsistency": False,
+        "keepIPAddress": "Never", "labels": {"team": "a"}, "annotations": {"note": "before upgrade"}}, key="vm-key-1")
+    assert accepted.status == 202
+    op = accepted.json()
+    assert accepted.headers["Location"] == f"/v1/operations/{op['id']}"
+    assert op["type"] == "CREATE_VM_SNAPSHOT" and op["warnings"] == ["images are not saved in a VM snapshot"]
+    assert op["requestId"] == "vm-key-1"
+    (req,) = served.fake.requests_of(contract.CREATE_VM_SNAPSHOT)
+    assert req == CreateVmSnapshotRequest(
+        namespace="demo", virtual_machine_name="linux-vm", name="linux-vm-snapshot", required_consistency=False,
+        keep_ip_address=KeepIpAddress.NEVER, labels={"team": "a"}, annotations={"note": "before upgrade"},
+        request_id="vm-key-1")
+
+
+async def test_vm_snapshot_defaults(served: Served) -> None:
+    await create_vm_snapshot(served, {"virtualMachineName": "linux-vm", "generateName": "nightly-"})
+    (req,) = served.fake.requests_of(contract.CREATE_VM_SNAPSHOT)
+    assert req == CreateVmSnapshotRequest(namespace="demo", virtual_machine_name="linux-vm", generate_name="nightly-")
+    assert req.required_consistency is True and req.keep_ip_address is KeepIpAddress.ALWAYS
+
+
+async def test_vm_snapshot_get_list_and_delete(served: Served) -> None:
+    for i in range(3):
+        await create_vm_snapshot(served, {"name": f"vms-{i}", "virtualMachineName": "linux-vm"})
+    got = await served.call("GET", "/v1/namespaces/demo/vm-snapshots/vms-1", headers=AUTH)
+    assert got.status == 200
+    snapshot = got.json()
+    assert snapshot["virtualMachineName"] == "linux-vm" and snapshot["keepIPAddress"] == "Always"
+    assert snapshot["consistent"] is True and snapshot["virtualDiskSnapshotNames"] == ["vms-1-root"]
+    assert snapshot["resources"][0]["kind"] == "VirtualMachine" and snapshot["createTime"].endswith("Z")
+    assert served.fake.requests_of(contract.GET_VM_SNAPSHOT) == [ObjectKey("demo", "vms-1")]
+
+    names: list[str] = []
+    token = ""
+    while True:
+        page = (await served.call("GET", f"/v1/namespaces/demo/vm-snapshots?pageSize=2&pageToken={token}"
+                                  "&labelSelector=team%3Da", headers=AUTH)).json()
+        names += [s["name"] for s in page["items"]]
+        token = page["nextPageToken"]
+        if not token:
+            break
+    assert names == ["vms-0", "vms-1", "vms-2"]
+    assert served.fake.requests_of(contract.LIST_VM_SNAPSHOTS)[0] == ListRequest("demo", 2, "", "team=a")
+    bad = await served.call("GET", "/v1/namespaces/demo/vm-snapshots?pageSize=x", headers=AUTH)
+    assert bad.status == 400 and "pageSize" in violations_of(bad)
+
+    deleted = await served.call("DELETE", "/v1/namespaces/demo/vm-snapshots/vms-1",
+                                headers={**AUTH, "Idempotency-Key": "del-1"})
+    assert deleted.status == 202 and deleted.json()["type"] == "DELETE_VM_SNAPSHOT"
+    assert deleted.headers["Location"] == f"/v1/operations/{deleted.json()['id']}"
+    assert served.fake.requests_of(contract.DELETE_VM_SNAPSHOT) == [DeleteVmSnapshotRequest("demo", "vms-1", "del-1")]
+    assert (await served.call("GET", "/v1/namespaces/demo/vm-snapshots/nope", headers=AUTH)).status == 404
+    assert (await served.call("DELETE", "/v1/namespaces/demo/vm-snapshots/nope", headers=AUTH)).status == 404
+
+
+async def test_vm_snapshot_of_a_missing_vm_is_404_and_core_fields_are_json_names(served: Served) -> None:
+    missing = await create_vm_snapshot(served, {"virtualMachineName": "no-such-vm"})
+    assert missing.status == 404 and missing.json()["metadata"]["kind"] == "VirtualMachine"
+    bad = await create_vm_snapshot(served, {"name": "Bad_Name", "virtualMachineName": "linux-vm"})
+    assert bad.status == 400 and set(violations_of(bad)) == {"name"}
+    assert rest_field_name("keep_ip_address") == "keepIPAddress"
+    assert rest_field_name("virtual_machine_snapshot_name") == "virtualMachineSnapshotName"
+    assert rest_field_name("after_version") == "Last-Event-ID"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"virtualMachineName": "linux-vm", "virtualDiskName": "x"}, "virtualDiskName"),
+    ({"name": "x"}, "virtualMachineName"),
+    ({"virtualMachineName": ["linux-vm"]}, "virtualMachineName"),
+    ({"virtualMachineName": "linux-vm", "requiredConsistency": 1}, "requiredConsistency"),
+    ({"virtualMachineName": "linux-vm", "keepIPAddress": "Sometimes"}, "keepIPAddress"),
+    ({"virtualMachineName": "linux-vm", "keepIPAddress": "always"}, "keepIPAddress"),
+    ({"virtualMachineName": "linux-vm", "keepIPAddress": True}, "keepIPAddress"),
+    ({"virtualMachineName": "linux-vm", "labels": "team=a"}, "labels"),
+    ({"virtualMachineName": "linux-vm", "annotations": {"a": None}}, "annotations['a']"),
+])
+async def test_unconvertible_vm_snapshot_bodies_are_400_naming_the_field(served: Served, body: dict[str, object],
+                                                                       field: str) -> None:
+    bad = await create_vm_snapshot(served, body)
+    assert bad.status == 400 and field in violations_of(bad)
+    assert served.fake.calls == [] and served.fake.vm_snapshots == {}
+    assert served.fake.rejections == [("CreateVirtualMachineSnapshot", "INVALID_ARGUMENT")]
+
+
+async def test_vm_snapshot_bodies_must_be_json_objects(served: Served) -> None:
+    for raw in (b"", b"[]", b"{"):
+        bad = await served.call("POST", "/v1/namespaces/demo/vm-snapshots", data=raw,
+                                headers={**AUTH, "Content-Type": "application/json"})
+        assert bad.status == 400 and "body" in violations_of(bad)
+    wrong_type = await served.call("POST", "/v1/namespaces/demo/vm-snapshots", data=b"x",
+                                   headers={**AUTH, "Content-Type": "text/plain"})
+    assert wrong_type.status == 415
+
+
+# ---------------------------------------------------------------- restore
+
+
+async def test_restore_disk_moves_every_field_and_answers_202(served: Served) -> None:
+    await create(served, {"name": "s1", "virtualDiskName": "linux-vm-root"})
+    accepted = await served.call("POST", "/v1/namespaces/demo/disks:restore", json_body={
+        "name": "linux-vm-root-restored", "diskSnapshotName": "s1", "size": "20Gi", "storageClassName": "fast",
+        "labels": {"restored": "yes"}}, headers={**AUTH, "Idempotency-Key": "restore-1"})
+    assert accepted.status == 202
+    op = accepted.json()
+    assert accepted.headers["Location"] == f"/v1/operations/{op['id']}"
+    assert op["type"] == "RESTORE_DISK" and op["resource"]["name"] == "linux-vm-root-restored"
+    assert served.fake.requests_of(contract.RESTORE_DISK) == [RestoreDiskRequest(
+        namespace="demo", name="linux-vm-root-restored", disk_snapshot_name="s1", size="20Gi",
+        storage_class_name="fast", labels={"restored": "yes"}, request_id="restore-1")]
+    minimal = await served.call("POST", "/v1/namespaces/demo/disks:restore",
+                                json_body={"name": "d2", "diskSnapshotName": "s1"}, headers=AUTH)
+    assert minimal.status == 202
+    assert served.fake.requests_of(contract.RESTORE_DISK)[1] == RestoreDiskRequest("demo", "d2", "s1")
+    missing = await served.call("POST", "/v1/namespaces/demo/disks:restore",
+                                json_body={"name": "d3", "diskSnapshotName": "nope"}, headers=AUTH)
+    assert missing.status == 404
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({}, {"name", "diskSnapshotName"}),
+    ({"name": "d", "diskSnapshotName": "s1", "size": 20}, {"size"}),
+    ({"name": "d", "diskSnapshotName": "s1", "storageClassName": None}, {"storageClassName"}),
+    ({"name": "d", "diskSnapshotName": "s1", "virtualDiskSnapshotName": "s1"}, {"virtualDiskSnapshotName"}),
+    ({"name": "d", "diskSnapshotName": "s1", "labels": {"a": 1}}, {"labels['a']"}),
+    ({"name": "d", "diskSnapshotName": "s1", "annotations": {}}, {"annotations"}),
+])
+async def test_unconvertible_restore_disk_bodies_are_400(served: Served, body: dict[str, object],
+                                                         fields: set[str]) -> None:
+    bad = await served.call("POST", "/v1/namespaces/demo/disks:restore", json_body=body, headers=AUTH)
+    assert bad.status == 400 and set(violations_of(bad)) == fields
+    assert served.fake.calls == []
+
+
+async def test_restore_vm_mode_defaults_to_strict_and_dry_run_reports_conflicts(served: Served) -> None:
+    await create_vm_snapshot(served, {"name": "vms", "virtualMachineName": "linux-vm"})
+    path = "/v1/namespaces/demo/virtual-machines/linux-vm:restore"
+    strict = await served.call("POST", path, json_body={"virtualMachineSnapshotName": "vms"},
+                               headers={**AUTH, "Idempotency-Key": "r-1"})
+    assert strict.status == 202 and strict.headers["Location"] == f"/v1/operations/{strict.json()['id']}"
+    assert strict.json()["type"] == "RESTORE_VM" and strict.json()["results"] == []
+    dry = await served.call("POST", path, json_body={"virtualMachineSnapshotName": "vms", "mode": "DryRun"},
+                            headers=AUTH)
+    assert dry.status == 202
+    assert dry.json()["results"] == [{
+        "apiVersion": VIRTUAL_MACHINE.api_version, "kind": "VirtualMachine", "name": "linux-vm",
+        "status": "Conflict", "message": "the IP address 10.66.10.14 is in use", "reason": "IPAddressInUse"}]
+    best = await served.call("POST", path, json_body={"virtualMachineSnapshotName": "vms", "mode": "BestEffort"},
+                             headers=AUTH)
+    assert best.status == 202
+    assert served.fake.requests_of(contract.RESTORE_VM) == [
+        RestoreVmRequest("demo", "linux-vm", "vms", ApplyMode.STRICT, "r-1"),
+        RestoreVmRequest("demo", "linux-vm", "vms", ApplyMode.DRY_RUN),
+        RestoreVmRequest("demo", "linux-vm", "vms", ApplyMode.BEST_EFFORT),
+    ]
+    # The operation's results (with their reason) read back the same way.
+    got = await served.call("GET", f"/v1/operations/{dry.json()['id']}", headers=AUTH)
+    assert got.json()["results"][0]["reason"] == "IPAddressInUse"
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"virtualMachineSnapshotName": "vms", "mode": "Yolo"}, {"mode"}),
+    ({"virtualMachineSnapshotName": "vms", "mode": "DRY_RUN"}, {"mode"}),
+    ({"virtualMachineSnapshotName": "vms", "mode": 1}, {"mode"}),
+    ({"mode": "DryRun"}, {"virtualMachineSnapshotName"}),
+    ({"virtualMachineSnapshotName": "vms", "force": True}, {"force"}),
+])
+async def test_unconvertible_restore_vm_bodies_are_400(served: Served, body: dict[str, object],
+                                                       fields: set[str]) -> None:
+    bad = await served.call("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:restore", json_body=body,
+                            headers=AUTH)
+    assert bad.status == 400 and set(violations_of(bad)) == fields
+    assert bad.json()["code"] == "INVALID_ARGUMENT"
+    assert served.fake.calls == []
+    assert served.fake.rejections == [("RestoreVirtualMachine", "INVALID_ARGUMENT")]
+
+
+# ---------------------------------------------------------------- cancel
+
+
+async def test_cancel_without_a_body_and_with_force(served: Served) -> None:
+    op_id = (await create(served, {"name": "s1", "virtualDiskName": "linux-vm-root"})).json()["id"]
+    cancelled = await served.call("POST", f"/v1/operations/{op_id}:cancel", headers=AUTH)
+    assert cancelled.status == 200 and "Location" not in cancelled.headers
+    assert cancelled.json()["id"] == op_id and cancelled.json()["state"] == "CANCELLED"
+    assert served.fake.requests_of(contract.CANCEL_OPERATION) == [CancelOperationRequest(op_id)]
+
+    await create_vm_snapshot(served, {"name": "vms", "virtualMachineName": "linux-vm"})
+    restore = await served.call("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:restore",
+                                json_body={"virtualMachineSnapshotName": "vms"}, headers=AUTH)
+    restore_id = restore.json()["id"]
+    refused = await served.call("POST", f"/v1/operations/{restore_id}:cancel", json_body={}, headers=AUTH)
+    assert refused.status == 412 and refused.json()["reason"] == "RESTORE_IN_PROGRESS"
+    forced = await served.call("POST", f"/v1/operations/{restore_id}:cancel", json_body={"force": True},
+                               headers={**AUTH, "Idempotency-Key": "cancel-1"})
+    assert forced.status == 200 and forced.json()["state"] == "CANCELLED"
+    assert served.fake.requests_of(contract.CANCEL_OPERATION)[1:] == [
+        CancelOperationRequest(restore_id), CancelOperationRequest(restore_id, force=True, request_id="cancel-1")]
+    missing = await served.call("POST", f"/v1/operations/{uuid.uuid4()}:cancel", headers=AUTH)
+    assert missing.status == 404
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    (b'{"force": "yes"}', "force"),
+    (b'{"force": true, "reason": "x"}', "reason"),
+    (b"[true]", "body"),
+    (b"{", "body"),
+])
+async def test_unconvertible_cancel_bodies_are_400(served: Served, raw: bytes, field: str) -> None:
+    bad = await served.call("POST", f"/v1/operations/{uuid.UUID(int=1)}:cancel", data=raw,
+                            headers={**AUTH, "Content-Type": "application/json"})
+    assert bad.status == 400 and field in violations_of(bad)
+    assert served.fake.calls == []
+
+
+# ---------------------------------------------------------------- requests of the other calls
+
+
+async def test_reads_build_the_contract_request_objects(served: Served) -> None:
+    op_id = (await create(served, {"name": "s1", "virtualDiskName": "linux-vm-root"})).json()["id"]
+    await served.call("GET", "/v1/namespaces/demo/disk-snapshots/s1", headers=AUTH)
+    await served.call("GET", f"/v1/operations/{op_id}", headers=AUTH)
+    await served.call("GET", f"/v1/operations/{op_id}/timeline", headers=AUTH)
+    await served.call("POST", "/v1/audit:verify", headers=AUTH)
+    assert served.fake.requests_of(contract.GET_DISK_SNAPSHOT) == [ObjectKey("demo", "s1")]
+    assert served.fake.requests_of(contract.GET_OPERATION) == [OperationKey(op_id)]
+    assert served.fake.requests_of(contract.GET_OPERATION_TIMELINE) == [OperationKey(op_id)]
+    assert served.fake.requests_of(contract.VERIFY_AUDIT_LOG) == [VerifyAuditLogRequest()]
+
+
+async def test_audit_export_has_a_route_of_its_own(served: Served) -> None:
+    for _ in range(2):
+        await served.call("GET", "/v1/operations", headers={"Authorization": "Bearer wrong"})
+    lines = await served.call("GET", "/v1/audit/events:export?outcome=DENIED", headers=AUTH)
+    assert lines.status == 200 and lines.headers["Content-Type"].startswith("application/x-ndjson")
+    rows = [json.loads(line) for line in lines.body.decode().split("\n") if line]
+    assert [row["id"] for row in rows] == [1, 2]
+    assert served.fake.authenticated[-1][0] == "ExportAuditEvents"
+    assert served.fake.requests_of(contract.EXPORT_AUDIT_EVENTS) == [
+        ListAuditEventsRequest(outcome=AuditOutcome.DENIED)]
+    table = await served.call("GET", "/v1/audit/events:export", headers={**AUTH, "Accept": "text/csv"})
+    assert table.body.decode().splitlines()[0].startswith("id,time,actor")
+    paged = await served.call("GET", "/v1/audit/events:export?pageSize=1", headers=AUTH)
+    assert paged.status == 400 and "pageSize" in violations_of(paged)
+    bad = await served.call("GET", "/v1/audit/events:export?since=not-a-time", headers=AUTH)
+    assert bad.status == 400 and "since" in violations_of(bad)

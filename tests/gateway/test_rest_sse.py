@@ -150,3 +150,51 @@ async def test_application_shutdown_ends_open_streams(served: Served) -> None:
             rest = await resp.content.read()
     assert b"event: error" not in rest
     assert not served.app[SSE_STREAMS] and served.fake.watches_closed == 1
+
+
+async def create_vm_snapshot(served: Served, name: str) -> None:
+    created = await served.call("POST", "/v1/namespaces/demo/vm-snapshots",
+                                json_body={"name": name, "virtualMachineName": "linux-vm"}, headers=AUTH)
+    assert created.status == 202
+
+
+async def test_vm_snapshot_watch_sends_current_objects_and_ends_on_shutdown(served: Served) -> None:
+    await create_vm_snapshot(served, "vms-1")
+    await create_vm_snapshot(served, "vms-2")
+    path = "/v1/namespaces/demo/vm-snapshots:watch"
+    async with served.session.get(served.url + path, headers=SSE) as resp:
+        body = await read_until(resp, b'"name":"vms-2"')
+        assert len(served.app[SSE_STREAMS]) == 1
+        await close_streams(served.app)
+        body += await resp.content.read()
+        validate_stream(served, path, resp, body)
+    events, _ = parse_sse(body.decode())
+    assert [(e.event, e.data["snapshot"]["name"]) for e in events] == [("ADDED", "vms-1"), ("ADDED", "vms-2")]
+    assert [e.id for e in events] == [served.fake.vm_snapshots[("demo", n)].resource_version
+                                      for n in ("vms-1", "vms-2")]
+    for event in events:
+        api_spec().validate_schema("VirtualMachineSnapshotEvent", event.data)
+    assert served.fake.authenticated[-1][0] == "WatchVirtualMachineSnapshots"
+    assert served.fake.watches_closed == 1 and not served.app[SSE_STREAMS]
+
+
+async def test_vm_snapshot_watch_by_name_and_denied_namespace(served: Served) -> None:
+    await create_vm_snapshot(served, "vms-1")
+    await create_vm_snapshot(served, "vms-2")
+    path = "/v1/namespaces/demo/vm-snapshots:watch?name=vms-2"
+    async with served.session.get(served.url + path, headers=SSE) as resp:
+        body = await read_until(resp, b"\n\n")
+        validate_stream(served, path, resp, body)
+    events, _ = parse_sse(body.decode())
+    assert [e.data["snapshot"]["name"] for e in events] == ["vms-2"]
+    assert events[0].data["snapshot"]["keepIPAddress"] == "Always"
+    denied = await served.call("GET", "/v1/namespaces/forbidden/vm-snapshots:watch", headers=SSE)
+    assert denied.status == 403 and denied.json()["code"] == "PERMISSION_DENIED"
+    unknown = await served.call("GET", "/v1/namespaces/demo/vm-snapshots:watch?label=x", headers=SSE)
+    assert unknown.status == 400 and unknown.json()["fieldViolations"][0]["field"] == "label"
+
+
+async def test_an_unimplemented_stream_is_501_before_any_byte(served: Served) -> None:
+    answer = await served.call("GET", "/v1/namespaces/demo/disks/linux-vm-root:export", headers=AUTH)
+    assert answer.status == 501 and answer.json()["reason"] == "NOT_IMPLEMENTED_YET"
+    assert served.fake.unimplemented_calls == ["ExportDisk"]

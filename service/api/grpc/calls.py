@@ -1,9 +1,15 @@
 """Per-call plumbing shared by every servicer: request id, authentication, error mapping.
 
-``CallRunner.unary`` and ``CallRunner.stream`` wrap a handler so that
+Every RPC is one contract method (``service.core.contract``). ``CallRunner.unary`` and
+``CallRunner.stream`` take that ``Method``, the proto request, a function building the
+core request from it and a function converting the answer, so that
 - the request id (``x-request-id``, generated when absent or malformed) is sent back in
   the initial metadata before anything else, and set for log lines;
-- the caller is authenticated through the facade (audited there);
+- the caller is authenticated through the facade (audited there) under ``method.name``;
+- the core request is built inside the error-mapped path: a proto message the core
+  cannot take (an unknown enum number) is INVALID_ARGUMENT, recorded as a rejection;
+- the facade's ``call`` / ``stream`` runs the method (a method the core does not
+  implement yet gets the request ``None`` and answers UNIMPLEMENTED, audited there);
 - an ``ApiError`` becomes a gRPC status with google.rpc details;
 - anything unexpected becomes INTERNAL with a generic message (logged, never sent).
 """
@@ -14,12 +20,13 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
 from grpc_status import rpc_status
 
 from service.api.grpc.status import to_rpc_status
+from service.core.contract import Method
 from service.core.domain import RequestContext
 from service.core.errors import ApiError, Code
 from service.core.facade import GatewayFacade
@@ -27,9 +34,10 @@ from service.log import request_id_var
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
-T = TypeVar("T")
-M = TypeVar("M")
+P = TypeVar("P")    # the proto request message
+Req = TypeVar("Req")  # the core request
+Res = TypeVar("Res")  # the core answer (a stream's item)
+M = TypeVar("M")    # the proto answer message
 
 # A grpc.aio.ServicerContext: grpcio ships no type stubs in this environment.
 ServicerContext = Any
@@ -57,11 +65,6 @@ async def abort(context: ServicerContext, err: ApiError, request_id: str) -> NoR
     await context.abort_with_status(rpc_status.to_status(to_rpc_status(err, request_id)))
     # abort_with_status always raises; this keeps the NoReturn contract explicit.
     raise RuntimeError("abort_with_status returned")
-
-
-async def then(awaitable: Awaitable[T], convert: Callable[[T], M]) -> M:
-    """Await a facade call and convert its result to the wire message."""
-    return convert(await awaitable)
 
 
 def internal_error(request_id: str) -> ApiError:
@@ -93,61 +96,46 @@ class CallRunner:
             return audit_failure
         return err
 
-    async def unary(self, context: ServicerContext, action: str,
-                    handler: Callable[[RequestContext], Awaitable[R]]) -> R:
-        request_id, ctx = await self._begin(context, action)
+    async def unary(self, context: ServicerContext, method: Method[Req, Res], message: P,
+                    request: Callable[[P], Req], reply: Callable[[Res], M]) -> M:
+        request_id, ctx = await self._begin(context, method.name)
         if isinstance(ctx, ApiError):
             await abort(context, ctx, request_id)
         failure: ApiError
         try:
-            return await handler(ctx)
+            return reply(await self.gateway.call(ctx, method, request(message)))
         except ApiError as err:
-            failure = await self._recorded(ctx, action, err)
+            failure = await self._recorded(ctx, method.name, err)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("unexpected error in %s", action)
+            log.exception("unexpected error in %s", method.name)
             failure = internal_error(request_id)
         await abort(context, failure, request_id)
 
-    async def stream(self, context: ServicerContext, action: str,
-                     open_stream: Callable[[RequestContext], AsyncIterator[T]],
-                     convert: Callable[[T], M]) -> AsyncIterator[M]:
+    async def stream(self, context: ServicerContext, method: Method[Req, Res], message: P,
+                     request: Callable[[P], Req], reply: Callable[[Res], M]) -> AsyncIterator[M]:
         """Relay a facade stream; stops (and closes the facade's generator) when the
         caller cancels. The facade checks authorization on the first ``__anext__``."""
-        request_id, ctx = await self._begin(context, action)
+        request_id, ctx = await self._begin(context, method.name)
         if isinstance(ctx, ApiError):
             await abort(context, ctx, request_id)
         failure: ApiError
-        source = open_stream(ctx)
+        source: AsyncIterator[Res] | None = None
         try:
+            source = self.gateway.stream(ctx, method, request(message))
             async for item in source:
-                yield convert(item)
+                yield reply(item)
             return
         except ApiError as err:
-            failure = await self._recorded(ctx, action, err)
+            failure = await self._recorded(ctx, method.name, err)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("unexpected error in %s", action)
+            log.exception("unexpected error in %s", method.name)
             failure = internal_error(request_id)
         finally:
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 await aclose()
         await abort(context, failure, request_id)
-
-    async def unimplemented(self, context: ServicerContext, service: str, method: str) -> NoReturn:
-        """Authenticate, let the facade audit the call, then fail with its UNIMPLEMENTED error."""
-        async def handler(ctx: RequestContext) -> ApiError:
-            return await self.gateway.unimplemented(ctx, f"{service}/{method}")
-
-        err = await self.unary(context, method, handler)
-        await abort(context, err, request_id_var.get())
-
-    async def unimplemented_stream(self, context: ServicerContext, service: str, method: str,
-                                   message: type[M]) -> AsyncIterator[M]:
-        """``unimplemented`` for a server-streaming RPC; grpc.aio requires those handlers to be
-        async generator functions, so the servicers relay this (empty) stream."""
-        await self.unimplemented(context, service, method)
-        yield  # never reached; its presence makes this function an async generator

@@ -20,32 +20,50 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
     common_pb2,
+    export_service_pb2,
     operation_pb2,
     operation_service_pb2,
+    restore_service_pb2,
     snapshot_service_pb2,
 )
 from service.core.domain import (
+    ApplyMode,
     AuditEvent,
     AuditOutcome,
     AuditVerification,
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    KeepIpAddress,
     Operation,
     OperationError,
     OperationState,
     OperationTransition,
     OperationType,
+    Page,
     ResourceRef,
     ResourceResult,
+    VirtualMachineSnapshot,
+    VirtualMachineSnapshotEvent,
+    WatchEventType,
 )
 from service.core.errors import FieldViolation, invalid_argument
 from service.core.requests import (
+    CancelOperationRequest,
     CreateDiskSnapshotRequest,
+    CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
+    DeleteVmSnapshotRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
+    ObjectKey,
+    OperationKey,
+    RestoreDiskRequest,
+    RestoreVmRequest,
+    VerifyAuditLogRequest,
+    WatchOperationRequest,
+    WatchRequest,
 )
 
 E = TypeVar("E", bound=StrEnum)
@@ -71,15 +89,21 @@ def datetime_from(msg: Any, field: str) -> datetime | None:
 
 
 def enum_from_proto(domain: type[E], name_of: Callable[[N], str], number: N, field: str) -> E | None:
-    """A proto enum number as the domain enum of the same value names; 0 (UNSPECIFIED)
-    is None, a number the contract does not define is INVALID_ARGUMENT."""
+    """A proto enum number as the domain member of the same name (``ApplyMode.DRY_RUN``
+    for ``DRY_RUN``, whatever its value); 0 (UNSPECIFIED) is None, a number the contract
+    does not define is INVALID_ARGUMENT."""
     if number == 0:
         return None
     try:
-        return domain(name_of(number))
-    except ValueError:
+        return domain[name_of(number)]
+    except (ValueError, KeyError):
         raise invalid_argument(f"{field}: unknown enum value {number}",
                                [FieldViolation(field, f"unknown enum value {number}")]) from None
+
+
+def no_request(msg: object) -> None:
+    """The core request of a method not implemented yet: none (the core answers UNIMPLEMENTED)."""
+    return None
 
 
 # ---------------------------------------------------------------- shared messages
@@ -112,13 +136,22 @@ def operation_state(state: OperationState) -> operation_pb2.Operation.State.Valu
     return operation_pb2.Operation.State.Value(state.value)
 
 
+def resource_result(result: ResourceResult) -> operation_pb2.ResourceResult:
+    return operation_pb2.ResourceResult(api_version=result.api_version, kind=result.kind, name=result.name,
+                                        status=result.status, message=result.message, reason=result.reason)
+
+
+def resource_result_from_proto(msg: operation_pb2.ResourceResult) -> ResourceResult:
+    return ResourceResult(api_version=msg.api_version, kind=msg.kind, name=msg.name, status=msg.status,
+                          message=msg.message, reason=msg.reason)
+
+
 def operation(op: Operation) -> operation_pb2.Operation:
     msg = operation_pb2.Operation(
         id=op.id, type=operation_pb2.Operation.Type.Value(op.type.value), namespace=op.namespace,
         target=resource_ref(op.target), state=operation_state(op.state), done=op.done, phase=op.phase,
         conditions=[condition(c) for c in op.conditions],
-        results=[operation_pb2.ResourceResult(api_version=r.api_version, kind=r.kind, name=r.name,
-                                              status=r.status, message=r.message) for r in op.results],
+        results=[resource_result(r) for r in op.results],
         warnings=op.warnings, actor=op.actor, request_id=op.request_id or "",
         create_time=timestamp(op.create_time), update_time=timestamp(op.update_time),
         end_time=timestamp(op.end_time), version=op.version,
@@ -141,8 +174,7 @@ def operation_from_proto(msg: operation_pb2.Operation) -> Operation:
         state=OperationState(operation_pb2.Operation.State.Name(msg.state)),
         resource=resource_ref_from_proto(msg.resource) if msg.HasField("resource") else None,
         phase=msg.phase, conditions=[condition_from_proto(c) for c in msg.conditions],
-        results=[ResourceResult(api_version=r.api_version, kind=r.kind, name=r.name, status=r.status,
-                                message=r.message) for r in msg.results],
+        results=[resource_result_from_proto(r) for r in msg.results],
         warnings=list(msg.warnings),
         error=OperationError(code=msg.error.code, reason=msg.error.reason, message=msg.error.message)
         if msg.HasField("error") else None,
@@ -159,12 +191,69 @@ def operation_transition(tr: OperationTransition) -> operation_service_pb2.Opera
         reason=tr.reason, message=tr.message, time=timestamp(tr.time))
 
 
+def operation_timeline(transitions: list[OperationTransition]) -> operation_service_pb2.GetOperationTimelineResponse:
+    return operation_service_pb2.GetOperationTimelineResponse(
+        transitions=[operation_transition(t) for t in transitions])
+
+
+def operations_page(page: Page[Operation]) -> operation_service_pb2.ListOperationsResponse:
+    return operation_service_pb2.ListOperationsResponse(operations=[operation(op) for op in page.items],
+                                                        next_page_token=page.next_page_token)
+
+
 def list_operations_request(msg: operation_service_pb2.ListOperationsRequest) -> ListOperationsRequest:
     return ListOperationsRequest(
         namespace=msg.namespace,
         type=enum_from_proto(OperationType, operation_pb2.Operation.Type.Name, msg.type, "type"),
         state=enum_from_proto(OperationState, operation_pb2.Operation.State.Name, msg.state, "state"),
         actor=msg.actor, page_size=msg.page_size, page_token=msg.page_token)
+
+
+def operation_key(
+    msg: operation_service_pb2.GetOperationRequest | operation_service_pb2.GetOperationTimelineRequest,
+) -> OperationKey:
+    return OperationKey(operation_id=msg.operation_id)
+
+
+def watch_operation_request(msg: operation_service_pb2.WatchOperationRequest) -> WatchOperationRequest:
+    return WatchOperationRequest(operation_id=msg.operation_id, after_version=msg.after_version)
+
+
+def cancel_operation_request(msg: operation_service_pb2.CancelOperationRequest) -> CancelOperationRequest:
+    return CancelOperationRequest(operation_id=msg.operation_id, force=msg.force, request_id=msg.request_id)
+
+
+# ---------------------------------------------------------------- snapshots, shared
+
+
+def watch_event_type(event_type: WatchEventType) -> common_pb2.WatchEventType.ValueType:
+    return common_pb2.WatchEventType.Value(event_type.value)
+
+
+def object_key(
+    msg: snapshot_service_pb2.GetDiskSnapshotRequest | snapshot_service_pb2.GetVirtualMachineSnapshotRequest,
+) -> ObjectKey:
+    return ObjectKey(namespace=msg.namespace, name=msg.name)
+
+
+def watch_request(
+    msg: snapshot_service_pb2.WatchDiskSnapshotsRequest | snapshot_service_pb2.WatchVirtualMachineSnapshotsRequest,
+) -> WatchRequest:
+    return WatchRequest(namespace=msg.namespace, name=msg.name)
+
+
+def list_request(
+    msg: snapshot_service_pb2.ListDiskSnapshotsRequest | snapshot_service_pb2.ListVirtualMachineSnapshotsRequest,
+) -> ListRequest:
+    return ListRequest(namespace=msg.namespace, page_size=msg.page_size, page_token=msg.page_token,
+                       label_selector=msg.label_selector)
+
+
+def _required_consistency(
+    msg: snapshot_service_pb2.CreateDiskSnapshotRequest | snapshot_service_pb2.CreateVirtualMachineSnapshotRequest,
+) -> bool:
+    # proto3 `optional`: absent means the platform default (true), not false.
+    return msg.required_consistency if msg.HasField("required_consistency") else True
 
 
 # ---------------------------------------------------------------- disk snapshots
@@ -195,16 +284,19 @@ def disk_snapshot_from_proto(msg: snapshot_service_pb2.DiskSnapshot) -> DiskSnap
 
 
 def disk_snapshot_event(event: DiskSnapshotEvent) -> snapshot_service_pb2.DiskSnapshotEvent:
-    return snapshot_service_pb2.DiskSnapshotEvent(type=common_pb2.WatchEventType.Value(event.type.value),
+    return snapshot_service_pb2.DiskSnapshotEvent(type=watch_event_type(event.type),
                                                   snapshot=disk_snapshot(event.snapshot))
+
+
+def disk_snapshots_page(page: Page[DiskSnapshot]) -> snapshot_service_pb2.ListDiskSnapshotsResponse:
+    return snapshot_service_pb2.ListDiskSnapshotsResponse(disk_snapshots=[disk_snapshot(s) for s in page.items],
+                                                          next_page_token=page.next_page_token)
 
 
 def create_disk_snapshot_request(msg: snapshot_service_pb2.CreateDiskSnapshotRequest) -> CreateDiskSnapshotRequest:
     return CreateDiskSnapshotRequest(
         namespace=msg.namespace, virtual_disk_name=msg.virtual_disk_name, name=msg.name,
-        generate_name=msg.generate_name,
-        # proto3 `optional`: absent means the platform default (true), not false.
-        required_consistency=msg.required_consistency if msg.HasField("required_consistency") else True,
+        generate_name=msg.generate_name, required_consistency=_required_consistency(msg),
         labels=dict(msg.labels), annotations=dict(msg.annotations), request_id=msg.request_id)
 
 
@@ -212,9 +304,103 @@ def delete_disk_snapshot_request(msg: snapshot_service_pb2.DeleteDiskSnapshotReq
     return DeleteDiskSnapshotRequest(namespace=msg.namespace, name=msg.name, request_id=msg.request_id)
 
 
-def list_disk_snapshots_request(msg: snapshot_service_pb2.ListDiskSnapshotsRequest) -> ListRequest:
-    return ListRequest(namespace=msg.namespace, page_size=msg.page_size, page_token=msg.page_token,
-                       label_selector=msg.label_selector)
+# ---------------------------------------------------------------- VM snapshots
+
+_KeepIpAddressPb = snapshot_service_pb2.VirtualMachineSnapshot.KeepIpAddress
+
+
+def keep_ip_address(value: KeepIpAddress) -> snapshot_service_pb2.VirtualMachineSnapshot.KeepIpAddress.ValueType:
+    return _KeepIpAddressPb.Value(value.name)
+
+
+def keep_ip_address_from_proto(number: snapshot_service_pb2.VirtualMachineSnapshot.KeepIpAddress.ValueType,
+                               field: str = "keep_ip_address") -> KeepIpAddress:
+    """UNSPECIFIED is the platform's default, ALWAYS."""
+    return enum_from_proto(KeepIpAddress, _KeepIpAddressPb.Name, number, field) or KeepIpAddress.ALWAYS
+
+
+def vm_snapshot(snap: VirtualMachineSnapshot) -> snapshot_service_pb2.VirtualMachineSnapshot:
+    msg = snapshot_service_pb2.VirtualMachineSnapshot(
+        namespace=snap.namespace, name=snap.name, uid=snap.uid, virtual_machine_name=snap.virtual_machine_name,
+        required_consistency=snap.required_consistency, keep_ip_address=keep_ip_address(snap.keep_ip_address),
+        phase=snap.phase, resources=[resource_ref(r) for r in snap.resources],
+        virtual_disk_snapshot_names=snap.virtual_disk_snapshot_names,
+        conditions=[condition(c) for c in snap.conditions], labels=snap.labels, annotations=snap.annotations,
+        operation_id=snap.operation_id, resource_version=snap.resource_version,
+        create_time=timestamp(snap.create_time), deletion_time=timestamp(snap.deletion_time))
+    if snap.consistent is not None:
+        msg.consistent = snap.consistent
+    return msg
+
+
+def vm_snapshot_from_proto(msg: snapshot_service_pb2.VirtualMachineSnapshot) -> VirtualMachineSnapshot:
+    return VirtualMachineSnapshot(
+        namespace=msg.namespace, name=msg.name, virtual_machine_name=msg.virtual_machine_name,
+        required_consistency=msg.required_consistency, keep_ip_address=keep_ip_address_from_proto(msg.keep_ip_address),
+        uid=msg.uid, phase=msg.phase, consistent=msg.consistent if msg.HasField("consistent") else None,
+        resources=[resource_ref_from_proto(r) for r in msg.resources],
+        virtual_disk_snapshot_names=list(msg.virtual_disk_snapshot_names),
+        conditions=[condition_from_proto(c) for c in msg.conditions], labels=dict(msg.labels),
+        annotations=dict(msg.annotations), operation_id=msg.operation_id, resource_version=msg.resource_version,
+        create_time=datetime_from(msg, "create_time"), deletion_time=datetime_from(msg, "deletion_time"))
+
+
+def vm_snapshot_event(event: VirtualMachineSnapshotEvent) -> snapshot_service_pb2.VirtualMachineSnapshotEvent:
+    return snapshot_service_pb2.VirtualMachineSnapshotEvent(type=watch_event_type(event.type),
+                                                            snapshot=vm_snapshot(event.snapshot))
+
+
+def vm_snapshots_page(page: Page[VirtualMachineSnapshot]) -> snapshot_service_pb2.ListVirtualMachineSnapshotsResponse:
+    return snapshot_service_pb2.ListVirtualMachineSnapshotsResponse(
+        virtual_machine_snapshots=[vm_snapshot(s) for s in page.items], next_page_token=page.next_page_token)
+
+
+def create_vm_snapshot_request(
+    msg: snapshot_service_pb2.CreateVirtualMachineSnapshotRequest,
+) -> CreateVmSnapshotRequest:
+    return CreateVmSnapshotRequest(
+        namespace=msg.namespace, virtual_machine_name=msg.virtual_machine_name, name=msg.name,
+        generate_name=msg.generate_name, required_consistency=_required_consistency(msg),
+        keep_ip_address=keep_ip_address_from_proto(msg.keep_ip_address),
+        labels=dict(msg.labels), annotations=dict(msg.annotations), request_id=msg.request_id)
+
+
+def delete_vm_snapshot_request(
+    msg: snapshot_service_pb2.DeleteVirtualMachineSnapshotRequest,
+) -> DeleteVmSnapshotRequest:
+    return DeleteVmSnapshotRequest(namespace=msg.namespace, name=msg.name, request_id=msg.request_id)
+
+
+# ---------------------------------------------------------------- restores
+
+
+def apply_mode(mode: ApplyMode) -> common_pb2.ApplyMode.ValueType:
+    return common_pb2.ApplyMode.Value(mode.name)
+
+
+def apply_mode_from_proto(number: common_pb2.ApplyMode.ValueType, field: str = "mode") -> ApplyMode:
+    """UNSPECIFIED is STRICT: nothing is changed past a conflict."""
+    return enum_from_proto(ApplyMode, common_pb2.ApplyMode.Name, number, field) or ApplyMode.STRICT
+
+
+def restore_disk_request(msg: restore_service_pb2.RestoreDiskRequest) -> RestoreDiskRequest:
+    return RestoreDiskRequest(
+        namespace=msg.namespace, name=msg.name, disk_snapshot_name=msg.disk_snapshot_name, size=msg.size,
+        storage_class_name=msg.storage_class_name, labels=dict(msg.labels), request_id=msg.request_id)
+
+
+def restore_vm_request(msg: restore_service_pb2.RestoreVirtualMachineRequest) -> RestoreVmRequest:
+    return RestoreVmRequest(
+        namespace=msg.namespace, virtual_machine_name=msg.virtual_machine_name,
+        virtual_machine_snapshot_name=msg.virtual_machine_snapshot_name, mode=apply_mode_from_proto(msg.mode),
+        request_id=msg.request_id)
+
+
+# ---------------------------------------------------------------- exports
+
+
+def export_chunk(data: bytes) -> export_service_pb2.ExportChunk:
+    return export_service_pb2.ExportChunk(data=data)
 
 
 # ---------------------------------------------------------------- audit
@@ -237,6 +423,11 @@ def audit_event(event: AuditEvent) -> audit_service_pb2.AuditEvent:
         prev_hash=event.prev_hash, hash=event.hash)
 
 
+def audit_events_page(page: Page[AuditEvent]) -> audit_service_pb2.ListAuditEventsResponse:
+    return audit_service_pb2.ListAuditEventsResponse(audit_events=[audit_event(e) for e in page.items],
+                                                     next_page_token=page.next_page_token)
+
+
 def _rfc3339(msg: Any, field: str) -> str:
     value = datetime_from(msg, field)
     return value.isoformat() if value else ""
@@ -251,6 +442,10 @@ def list_audit_events_request(
         actor=msg.actor, namespace=msg.namespace, resource=msg.resource, action=msg.action,
         outcome=enum_from_proto(AuditOutcome, audit_service_pb2.AuditEvent.Outcome.Name, msg.outcome, "outcome"),
         since=_rfc3339(msg, "since"), until=_rfc3339(msg, "until"), page_size=page_size, page_token=page_token)
+
+
+def verify_audit_log_request(msg: audit_service_pb2.VerifyAuditLogRequest) -> VerifyAuditLogRequest:
+    return VerifyAuditLogRequest()
 
 
 def audit_verification(result: AuditVerification) -> audit_service_pb2.VerifyAuditLogResponse:

@@ -13,8 +13,10 @@ from grpc_reflection.v1alpha import reflection
 
 from service.api.grpc.audit import AuditServicer
 from service.api.grpc.calls import CallRunner
-from service.api.grpc.later import CloneServicer, ExportServicer, RestoreServicer
+from service.api.grpc.clone import CloneServicer
+from service.api.grpc.export import ExportServicer
 from service.api.grpc.operations import OperationServicer
+from service.api.grpc.restore import RestoreServicer
 from service.api.grpc.snapshots import SnapshotServicer
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,

@@ -86,8 +86,9 @@ def _reject_constant(token: str) -> Any:
     raise bad_request([FieldViolation("body", f"{token} is not valid JSON")])
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; 415 for another media type, 413 above the size limit."""
+async def json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object; 415 for another media type, 413 above the size limit.
+    With ``required=False`` an absent (empty) body reads as ``{}``."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise payload_too_large()
     if request.can_read_body and request.content_type != "application/json":
@@ -97,6 +98,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     except web.HTTPRequestEntityTooLarge:
         raise payload_too_large() from None
     if not raw:
+        if not required:
+            return {}
         raise bad_request([FieldViolation("body", "a JSON object is required")])
     try:
         value = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
@@ -134,6 +137,21 @@ class Body:
             self.violations.append(FieldViolation(name, "must be a boolean"))
             return default
         return value
+
+    def enum(self, name: str, kind: type[E], default: E) -> E:
+        """One of ``kind``'s values (its JSON spelling); absent: ``default``."""
+        if name not in self._value:
+            return default
+        value = self._value[name]
+        allowed = ", ".join(member.value for member in kind)
+        if not isinstance(value, str):
+            self.violations.append(FieldViolation(name, f"must be a string, one of {allowed}"))
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            self.violations.append(FieldViolation(name, f"must be one of {allowed}"))
+            return default
 
     def string_map(self, name: str) -> dict[str, str]:
         value = self._value.get(name, {})

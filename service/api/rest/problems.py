@@ -18,7 +18,8 @@ PROBLEM_TYPE_BASE = "https://snapshots.dvp.deckhouse.io/problems/"
 
 # The core names fields as in its request objects (snake_case); REST callers know the
 # JSON names, and the idempotency key travels in a header.
-_FIELD_RENAMES = {"request_id": "Idempotency-Key"}
+_FIELD_RENAMES = {"request_id": "Idempotency-Key", "after_version": "Last-Event-ID",
+                  "keep_ip_address": "keepIPAddress"}
 _IDENTIFIER_RE = re.compile(r"^[a-z0-9_.]+")
 
 

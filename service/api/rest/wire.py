@@ -16,6 +16,8 @@ from service.core.domain import (
     OperationTransition,
     ResourceRef,
     ResourceResult,
+    VirtualMachineSnapshot,
+    VirtualMachineSnapshotEvent,
 )
 
 JsonObject = dict[str, Any]
@@ -40,7 +42,8 @@ def condition(c: Condition) -> JsonObject:
 
 
 def resource_result(r: ResourceResult) -> JsonObject:
-    return {"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "status": r.status, "message": r.message}
+    return {"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "status": r.status, "message": r.message,
+            "reason": r.reason}
 
 
 def operation_error(e: OperationError) -> JsonObject:
@@ -98,6 +101,32 @@ def disk_snapshot(s: DiskSnapshot) -> JsonObject:
 
 def disk_snapshot_event(e: DiskSnapshotEvent) -> JsonObject:
     return {"type": e.type.value, "snapshot": disk_snapshot(e.snapshot)}
+
+
+def vm_snapshot(s: VirtualMachineSnapshot) -> JsonObject:
+    return {
+        "namespace": s.namespace,
+        "name": s.name,
+        "uid": s.uid,
+        "virtualMachineName": s.virtual_machine_name,
+        "requiredConsistency": s.required_consistency,
+        "keepIPAddress": s.keep_ip_address.value,
+        "phase": s.phase,
+        "consistent": s.consistent,
+        "resources": [resource_ref(r) for r in s.resources],
+        "virtualDiskSnapshotNames": list(s.virtual_disk_snapshot_names),
+        "conditions": [condition(c) for c in s.conditions],
+        "labels": dict(s.labels),
+        "annotations": dict(s.annotations),
+        "operationId": s.operation_id,
+        "resourceVersion": s.resource_version,
+        "createTime": timestamp(s.create_time),
+        "deletionTime": timestamp(s.deletion_time),
+    }
+
+
+def vm_snapshot_event(e: VirtualMachineSnapshotEvent) -> JsonObject:
+    return {"type": e.type.value, "snapshot": vm_snapshot(e.snapshot)}
 
 
 def audit_event(e: AuditEvent) -> JsonObject:

@@ -1,4 +1,4 @@
-"""/v1/audit/events and /v1/audit:verify"""
+"""/v1/audit/events, /v1/audit/events:export and /v1/audit:verify"""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from service.api.rest.context import context, gateway
 from service.api.rest.handlers.common import json_response
 from service.api.rest.parsing import Query
 from service.api.rest.streams import serve_lines
+from service.core import contract
 from service.core.domain import AuditEvent, AuditOutcome
-from service.core.requests import ListAuditEventsRequest
+from service.core.requests import ListAuditEventsRequest, VerifyAuditLogRequest
 
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
@@ -23,8 +24,8 @@ _FILTERS = ("actor", "namespace", "resource", "action", "outcome", "since", "unt
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _export_format(request: web.Request) -> str:
-    """The first media type of Accept we can stream; JSON pages otherwise."""
+def _export_format(request: web.Request, default: str = "") -> str:
+    """The first media type of Accept we can stream; ``default`` (JSON pages: "") otherwise."""
     for part in request.headers.get("Accept", "").split(","):
         media = part.split(";", 1)[0].strip().lower()
         if media in (NDJSON, "application/jsonl", "application/json-lines"):
@@ -32,8 +33,8 @@ def _export_format(request: web.Request) -> str:
         if media == CSV:
             return CSV
         if media in ("application/json", "*/*", "application/*"):
-            return ""
-    return ""
+            return default
+    return default
 
 
 def _ndjson_line(event: AuditEvent) -> bytes:
@@ -59,26 +60,41 @@ def _csv_line(event: AuditEvent) -> bytes:
     return _csv_row([_csv_cell(doc[column]) for column in wire.AUDIT_CSV_COLUMNS])
 
 
-async def list_audit_events(request: web.Request) -> web.StreamResponse:
-    query = Query(request.query, (*_FILTERS, "pageSize", "pageToken"))
-    fmt = _export_format(request)
-    req = ListAuditEventsRequest(
+def _filters(query: Query, *, paged: bool) -> ListAuditEventsRequest:
+    return ListAuditEventsRequest(
         actor=query.text("actor"), namespace=query.text("namespace"), resource=query.text("resource"),
         action=query.text("action"), outcome=query.enum("outcome", AuditOutcome), since=query.text("since"),
         until=query.text("until"),
         # An export streams the whole filtered log: paging does not apply to it.
-        page_size=0 if fmt else query.page_size(), page_token="" if fmt else query.text("pageToken"))
-    if fmt == NDJSON:
-        return await serve_lines(request, gateway(request).export_audit_events(context(request), req), NDJSON,
-                                 _ndjson_line)
+        page_size=query.page_size() if paged else 0, page_token=query.text("pageToken") if paged else "")
+
+
+async def _export(request: web.Request, req: ListAuditEventsRequest, fmt: str) -> web.StreamResponse:
+    events = gateway(request).stream(context(request), contract.EXPORT_AUDIT_EVENTS, req)
     if fmt == CSV:
-        return await serve_lines(request, gateway(request).export_audit_events(context(request), req),
-                                 "text/csv; charset=utf-8", _csv_line, header=_csv_row(list(wire.AUDIT_CSV_COLUMNS)))
-    page = await gateway(request).list_audit_events(context(request), req)
+        return await serve_lines(request, events, "text/csv; charset=utf-8", _csv_line,
+                                 header=_csv_row(list(wire.AUDIT_CSV_COLUMNS)))
+    return await serve_lines(request, events, NDJSON, _ndjson_line)
+
+
+async def list_audit_events(request: web.Request) -> web.StreamResponse:
+    """One JSON page; with Accept JSON Lines or CSV, the whole filtered log (ExportAuditEvents)."""
+    query = Query(request.query, (*_FILTERS, "pageSize", "pageToken"))
+    fmt = _export_format(request)
+    req = _filters(query, paged=not fmt)
+    if fmt:
+        return await _export(request, req, fmt)
+    page = await gateway(request).call(context(request), contract.LIST_AUDIT_EVENTS, req)
     return json_response({"items": [wire.audit_event(e) for e in page.items], "nextPageToken": page.next_page_token})
+
+
+async def export_audit_events(request: web.Request) -> web.StreamResponse:
+    """The whole filtered log as JSON Lines (the default) or CSV (Accept: text/csv)."""
+    query = Query(request.query, _FILTERS)
+    return await _export(request, _filters(query, paged=False), _export_format(request, default=NDJSON))
 
 
 async def verify_audit_log(request: web.Request) -> web.StreamResponse:
     Query(request.query, ())
-    result = await gateway(request).verify_audit_log(context(request))
+    result = await gateway(request).call(context(request), contract.VERIFY_AUDIT_LOG, VerifyAuditLogRequest())
     return json_response(wire.audit_verification(result))

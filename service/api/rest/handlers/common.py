@@ -1,4 +1,4 @@
-"""Shared response helpers for the handlers."""
+"""Shared request and response helpers for the handlers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from aiohttp import web
 from service.api.rest import wire
 from service.core.domain import Operation
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, headers=headers, content_type="application/json",
@@ -19,3 +21,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def operation_accepted(op: Operation) -> web.Response:
     """202 + Location: every mutating call answers with its long-running operation."""
     return json_response(wire.operation(op), status=202, headers={"Location": f"/v1/operations/{op.id}"})
+
+
+def idempotency_key(request: web.Request) -> str:
+    """The request id of a mutating call (checked by the core)."""
+    return request.headers.get(IDEMPOTENCY_KEY, "")

@@ -6,11 +6,18 @@ from aiohttp import web
 
 from service.api.rest import wire
 from service.api.rest.context import context, gateway
-from service.api.rest.handlers.common import json_response, operation_accepted
+from service.api.rest.handlers.common import idempotency_key, json_response, operation_accepted
 from service.api.rest.parsing import Body, Query, json_object
 from service.api.rest.streams import SseEvent, serve_sse
+from service.core import contract
 from service.core.domain import DiskSnapshotEvent
-from service.core.requests import CreateDiskSnapshotRequest, DeleteDiskSnapshotRequest, ListRequest
+from service.core.requests import (
+    CreateDiskSnapshotRequest,
+    DeleteDiskSnapshotRequest,
+    ListRequest,
+    ObjectKey,
+    WatchRequest,
+)
 
 CREATE_FIELDS = ("name", "generateName", "virtualDiskName", "requiredConsistency", "labels", "annotations")
 
@@ -19,7 +26,7 @@ async def list_disk_snapshots(request: web.Request) -> web.StreamResponse:
     query = Query(request.query, ("pageSize", "pageToken", "labelSelector"))
     req = ListRequest(namespace=request.match_info["namespace"], page_size=query.page_size(),
                       page_token=query.text("pageToken"), label_selector=query.text("labelSelector"))
-    page = await gateway(request).list_disk_snapshots(context(request), req)
+    page = await gateway(request).call(context(request), contract.LIST_DISK_SNAPSHOTS, req)
     return json_response({"items": [wire.disk_snapshot(s) for s in page.items],
                           "nextPageToken": page.next_page_token})
 
@@ -35,24 +42,24 @@ async def create_disk_snapshot(request: web.Request) -> web.StreamResponse:
         required_consistency=body.boolean("requiredConsistency", default=True),
         labels=body.string_map("labels"),
         annotations=body.string_map("annotations"),
-        request_id=request.headers.get("Idempotency-Key", ""),
+        request_id=idempotency_key(request),
     )
     body.check()
-    return operation_accepted(await gateway(request).create_disk_snapshot(context(request), req))
+    return operation_accepted(await gateway(request).call(context(request), contract.CREATE_DISK_SNAPSHOT, req))
 
 
 async def get_disk_snapshot(request: web.Request) -> web.StreamResponse:
     Query(request.query, ())
-    snapshot = await gateway(request).get_disk_snapshot(context(request), request.match_info["namespace"],
-                                                       request.match_info["name"])
+    key = ObjectKey(request.match_info["namespace"], request.match_info["name"])
+    snapshot = await gateway(request).call(context(request), contract.GET_DISK_SNAPSHOT, key)
     return json_response(wire.disk_snapshot(snapshot))
 
 
 async def delete_disk_snapshot(request: web.Request) -> web.StreamResponse:
     Query(request.query, ())
     req = DeleteDiskSnapshotRequest(namespace=request.match_info["namespace"], name=request.match_info["name"],
-                                    request_id=request.headers.get("Idempotency-Key", ""))
-    return operation_accepted(await gateway(request).delete_disk_snapshot(context(request), req))
+                                    request_id=idempotency_key(request))
+    return operation_accepted(await gateway(request).call(context(request), contract.DELETE_DISK_SNAPSHOT, req))
 
 
 def _event(e: DiskSnapshotEvent) -> SseEvent:
@@ -62,6 +69,6 @@ def _event(e: DiskSnapshotEvent) -> SseEvent:
 async def watch_disk_snapshots(request: web.Request) -> web.StreamResponse:
     # Last-Event-ID needs no handling: a watch always starts with the current objects.
     query = Query(request.query, ("name",))
-    events = gateway(request).watch_disk_snapshots(context(request), request.match_info["namespace"],
-                                                   query.text("name"))
+    req = WatchRequest(namespace=request.match_info["namespace"], name=query.text("name"))
+    events = gateway(request).stream(context(request), contract.WATCH_DISK_SNAPSHOTS, req)
     return await serve_sse(request, events, _event)

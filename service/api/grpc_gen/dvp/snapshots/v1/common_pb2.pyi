@@ -54,7 +54,7 @@ class _ApplyMode:
 class _ApplyModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApplyMode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     APPLY_MODE_UNSPECIFIED: _ApplyMode.ValueType  # 0
-    """Not set: rejected with INVALID_ARGUMENT (the mode must be chosen explicitly)."""
+    """Not set: RestoreVirtualMachine applies STRICT; the clone calls require a mode."""
     DRY_RUN: _ApplyMode.ValueType  # 1
     """Check for conflicts and report them per resource; change nothing."""
     STRICT: _ApplyMode.ValueType  # 2
@@ -66,7 +66,7 @@ class ApplyMode(_ApplyMode, metaclass=_ApplyModeEnumTypeWrapper):
     """How a restore or clone applies its changes (the platform's DryRun/Strict/BestEffort)."""
 
 APPLY_MODE_UNSPECIFIED: ApplyMode.ValueType  # 0
-"""Not set: rejected with INVALID_ARGUMENT (the mode must be chosen explicitly)."""
+"""Not set: RestoreVirtualMachine applies STRICT; the clone calls require a mode."""
 DRY_RUN: ApplyMode.ValueType  # 1
 """Check for conflicts and report them per resource; change nothing."""
 STRICT: ApplyMode.ValueType  # 2

@@ -233,6 +233,7 @@ class ResourceResult(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     """apiVersion of the object."""
     kind: _builtins.str
@@ -240,9 +241,15 @@ class ResourceResult(_message.Message):
     name: _builtins.str
     """Name of the object."""
     status: _builtins.str
-    """"InProgress", "Completed" or "Failed"."""
+    """"InProgress", "Completed" or "Failed"; "Conflict" when the gateway found one
+    before writing anything (e.g. a DRY_RUN restore).
+    """
     message: _builtins.str
     """Detail, e.g. the conflict found."""
+    reason: _builtins.str
+    """Machine-readable reason, e.g. AttachedToAnotherVM, IPAddressInUse, ImageNotFound;
+    empty when there is none.
+    """
     def __init__(
         self,
         *,
@@ -251,10 +258,11 @@ class ResourceResult(_message.Message):
         name: _builtins.str = ...,
         status: _builtins.str = ...,
         message: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "message", b"message", "name", b"name", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "message", b"message", "name", b"name", "reason", b"reason", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -108,7 +108,7 @@ class RestoreVirtualMachineRequest(_message.Message):
     virtual_machine_snapshot_name: _builtins.str
     """The VirtualMachineSnapshot to restore from. Required."""
     mode: _common_pb2.ApplyMode.ValueType
-    """DRY_RUN reports conflicts per resource and changes nothing. Required."""
+    """DRY_RUN reports conflicts per resource and changes nothing. Unspecified: STRICT."""
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
     def __init__(

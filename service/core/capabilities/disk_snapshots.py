@@ -1,0 +1,162 @@
+"""Disk snapshots: VirtualDiskSnapshot create, get, list, delete, watch.
+
+Preconditions: the disk exists; the consistency rule (service.cluster.consistency) warns
+when a consistent snapshot would wait in Pending. A disk snapshot still used by a VM
+snapshot or by a disk being provisioned from it cannot be deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from service.cluster.consistency import consistency_warning
+from service.cluster.kinds import VIRTUAL_DISK, VIRTUAL_DISK_SNAPSHOT, VIRTUAL_MACHINE, VIRTUAL_MACHINE_SNAPSHOT
+from service.cluster.translate import disk_snapshot_from_resource, disk_snapshot_manifest, metadata, spec, status
+from service.core import contract, request_checks
+from service.core.capabilities.catalog import Catalog
+from service.core.capabilities.flows import generated_name
+from service.core.capabilities.registry import Call, Deps, Registry
+from service.core.capabilities.shape import Plan, Reads
+from service.core.domain import (
+    DiskSnapshot,
+    DiskSnapshotEvent,
+    Operation,
+    OperationType,
+    Page,
+    ResourceRef,
+)
+from service.core.errors import PreconditionViolation, already_exists
+from service.core.op_updates import Mutation
+from service.core.progress import follow_resource
+from service.core.requests import (
+    CreateDiskSnapshotRequest,
+    DeleteDiskSnapshotRequest,
+    ListRequest,
+    ObjectKey,
+    WatchRequest,
+)
+
+KIND = VIRTUAL_DISK_SNAPSHOT
+# Disk phases in which a VirtualDisk still reads from its data source.
+PROVISIONING_PHASES = frozenset({"", "Pending", "Provisioning", "WaitForUserUpload", "WaitForFirstConsumer"})
+
+
+def str_map(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+async def attached_vms(reads: Reads, disk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The VMs the disk's status says it is attached to (those that still exist)."""
+    namespace = str(metadata(disk).get("namespace", ""))
+    attached = status(disk).get("attachedToVirtualMachines")
+    vms = []
+    for entry in attached if isinstance(attached, list) else []:
+        vm_name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(vm_name, str) and vm_name:
+            vm = await reads.find(VIRTUAL_MACHINE, namespace, vm_name)
+            if vm is not None:
+                vms.append(vm)
+    return vms
+
+
+class CreateDiskSnapshot:
+    op_type = OperationType.CREATE_DISK_SNAPSHOT
+    kind = KIND
+    request = CreateDiskSnapshotRequest
+
+    def check(self, req: CreateDiskSnapshotRequest) -> None:
+        request_checks.create_disk_snapshot(req)
+
+    def name_for(self, req: CreateDiskSnapshotRequest) -> str:
+        return req.name or generated_name(req.generate_name or f"{req.virtual_disk_name}-")
+
+    def target_of(self, req: CreateDiskSnapshotRequest) -> ResourceRef:
+        return ResourceRef(VIRTUAL_DISK.api_version, VIRTUAL_DISK.kind, req.virtual_disk_name, req.namespace)
+
+    async def plan(self, reads: Reads, req: CreateDiskSnapshotRequest, name: str) -> Plan:
+        disk = await reads.require(VIRTUAL_DISK, req.namespace, req.virtual_disk_name, "virtual_disk_name")
+        warning = consistency_warning(disk, await attached_vms(reads, disk), req.required_consistency) \
+            if req.required_consistency else None
+        if await reads.fresh(KIND, req.namespace, name) is not None:
+            raise already_exists(KIND.kind, name, req.namespace)
+        target = ResourceRef(VIRTUAL_DISK.api_version, VIRTUAL_DISK.kind, req.virtual_disk_name, req.namespace,
+                             str(metadata(disk).get("uid", "")))
+        return Plan(name=name, target=target, warnings=[warning] if warning else [])
+
+    def manifest(self, op: Operation) -> dict[str, Any]:
+        req = op.request
+        return disk_snapshot_manifest(
+            namespace=op.namespace, name=op.resource.name if op.resource else "", generate_name="",
+            virtual_disk_name=op.target.name, required_consistency=bool(req.get("required_consistency", True)),
+            labels=str_map(req.get("labels")), annotations=str_map(req.get("annotations")), operation_id=op.id,
+            actor=op.actor)
+
+    def follow(self, obj: dict[str, Any] | None) -> Mutation:
+        return follow_resource(KIND, obj, deleting=False)
+
+
+class DeleteDiskSnapshot:
+    op_type = OperationType.DELETE_DISK_SNAPSHOT
+    kind = KIND
+
+    async def users(self, reads: Reads, namespace: str, name: str) -> list[PreconditionViolation]:
+        found = []
+        for vms in await reads.list(VIRTUAL_MACHINE_SNAPSHOT, namespace):
+            if metadata(vms).get("deletionTimestamp"):
+                continue
+            names = status(vms).get("virtualDiskSnapshotNames")
+            if isinstance(names, list) and name in names:
+                vms_name = str(metadata(vms).get("name", ""))
+                found.append(PreconditionViolation(
+                    "IN_USE", f"virtualmachinesnapshots/{vms_name}",
+                    f"VirtualMachineSnapshot {vms_name!r} holds this disk snapshot; deleting it would lose that "
+                    "VM snapshot's disk (VirtualDiskSnapshotLost)"))
+        for disk in await reads.list(VIRTUAL_DISK, namespace):
+            source = spec(disk).get("dataSource")
+            ref = source.get("objectRef") if isinstance(source, dict) else None
+            if not isinstance(ref, dict) or ref.get("kind") != KIND.kind or ref.get("name") != name:
+                continue
+            if str(status(disk).get("phase", "")) in PROVISIONING_PHASES:
+                disk_name = str(metadata(disk).get("name", ""))
+                found.append(PreconditionViolation(
+                    "IN_USE", f"virtualdisks/{disk_name}",
+                    f"VirtualDisk {disk_name!r} is still being provisioned from this snapshot"))
+        return found
+
+
+def register(registry: Registry, deps: Deps) -> None:
+    create, delete = CreateDiskSnapshot(), DeleteDiskSnapshot()
+    catalog: Catalog[DiskSnapshot, DiskSnapshotEvent] = Catalog(
+        kind=KIND, view=disk_snapshot_from_resource, event=DiskSnapshotEvent, cluster=deps.cluster, hub=deps.hub,
+        default_page_size=deps.default_page_size, max_page_size=deps.max_page_size)
+
+    async def create_snapshot(call: Call, req: CreateDiskSnapshotRequest) -> Operation:
+        call.audit.details = {"virtual_disk_name": req.virtual_disk_name,
+                              "required_consistency": req.required_consistency,
+                              "idempotency_key": bool(req.request_id)}
+        op = await deps.flows.create(create, call.ctx.caller, req)
+        call.audit.resource = contract.CREATE_DISK_SNAPSHOT.audit_resource(op.resource.name if op.resource else "")
+        return op
+
+    async def delete_snapshot(call: Call, req: DeleteDiskSnapshotRequest) -> Operation:
+        request_checks.delete_disk_snapshot(req)
+        return await deps.flows.delete(delete, call.ctx.caller, req)
+
+    async def get(call: Call, key: ObjectKey) -> DiskSnapshot:
+        return await catalog.get(key)
+
+    async def list_page(call: Call, req: ListRequest) -> Page[DiskSnapshot]:
+        return await catalog.list_page(req)
+
+    async def watch(call: Call, req: WatchRequest) -> AsyncIterator[DiskSnapshotEvent]:
+        catalog.check_watch(req)
+        return catalog.watch(req)
+
+    registry.writes(create)
+    registry.removes(delete)
+    registry.on(contract.CREATE_DISK_SNAPSHOT, create_snapshot)
+    registry.on(contract.GET_DISK_SNAPSHOT, get)
+    registry.on(contract.LIST_DISK_SNAPSHOTS, list_page)
+    registry.on(contract.DELETE_DISK_SNAPSHOT, delete_snapshot)
+    registry.on_stream(contract.WATCH_DISK_SNAPSHOTS, watch)

@@ -1,0 +1,89 @@
+"""Where capabilities register what they answer (kopf-style registries).
+
+``register(registry, deps)`` in each capability module puts its use cases on the
+contract's methods (``on`` / ``on_stream``) and its resource shapes on the reconciler
+(``writes`` / ``removes``). The gateway asks the registry which use case answers a
+method; the reconciler asks it which capability follows an operation type or a kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from service.core.audit import AuditedCall
+from service.core.capabilities.flows import WriteAhead
+from service.core.capabilities.shape import Creates, Deletes, Reads
+from service.core.contract import Method
+from service.core.domain import OperationType, RequestContext
+from service.core.notifier import OperationNotifier
+from service.core.op_updates import OperationWriter
+from service.core.ports import AuditRepository, ClusterClient, OperationRepository, ResourceKind, WatchSource
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+class Call(Protocol):
+    """One call in flight, as a use case sees it: who, and its audit record."""
+
+    ctx: RequestContext
+    audit: AuditedCall
+
+    async def authorize(self, verb: str, resource: str, namespace: str) -> None:
+        """PERMISSION_DENIED (audited as DENIED) unless the policy allows it."""
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What capabilities are built from (the composition root's objects, via the gateway)."""
+
+    cluster: ClusterClient
+    hub: WatchSource
+    writer: OperationWriter
+    operations: OperationRepository
+    audit: AuditRepository
+    notifier: OperationNotifier
+    reads: Reads
+    flows: WriteAhead
+    default_page_size: int
+    max_page_size: int
+    operation_poll_interval: float
+
+
+UnaryHandler = Callable[[Call, Any], Awaitable[Any]]
+# Checks (raising ApiError while the call is still audited), then the stream itself.
+StreamOpener = Callable[[Call, Any], Awaitable[AsyncIterator[Any]]]
+
+
+@dataclass
+class Registry:
+    unary: dict[str, UnaryHandler] = field(default_factory=dict)
+    streams: dict[str, StreamOpener] = field(default_factory=dict)
+    creates: dict[OperationType, Creates[Any]] = field(default_factory=dict)
+    deletes: dict[OperationType, Deletes] = field(default_factory=dict)
+
+    def on(self, method: Method[Req, Res], handler: Callable[[Call, Req], Awaitable[Res]]) -> None:
+        assert not method.streaming and method.name not in self.unary, method.name
+        self.unary[method.name] = handler
+
+    def on_stream(self, method: Method[Req, Res],
+                  opener: Callable[[Call, Req], Awaitable[AsyncIterator[Res]]]) -> None:
+        assert method.streaming and method.name not in self.streams, method.name
+        self.streams[method.name] = opener
+
+    def writes(self, cap: Creates[Any]) -> None:
+        assert cap.op_type not in self.creates, cap.op_type
+        self.creates[cap.op_type] = cap
+
+    def removes(self, cap: Deletes) -> None:
+        assert cap.op_type not in self.deletes, cap.op_type
+        self.deletes[cap.op_type] = cap
+
+    def followed_kinds(self) -> list[ResourceKind]:
+        """Every kind an operation writes or deletes: the reconciler watches each once."""
+        kinds: dict[str, ResourceKind] = {}
+        for kind in [c.kind for c in self.creates.values()] + [d.kind for d in self.deletes.values()]:
+            kinds.setdefault(kind.plural, kind)
+        return list(kinds.values())

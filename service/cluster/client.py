@@ -115,9 +115,21 @@ class KubeClient:
         return self._as_obj(result)
 
     async def get(self, kind: ResourceKind, namespace: str, name: str) -> Obj:
+        if not kind.group:
+            return await self._get_core(kind, namespace, name)
         method = self._scoped(kind, namespace, "get_namespaced_custom_object")
         result = await self._read(kind, name, namespace, lambda: method(
             **self._path_args(kind, namespace), name=name, _request_timeout=self._request_timeout))
+        return self._as_obj(result)
+
+    async def _get_core(self, kind: ResourceKind, namespace: str, name: str) -> Obj:
+        """A core-group object (a Secret): CustomObjectsApi only builds ``/apis/<group>`` paths."""
+        scope = f"/namespaces/{namespace}" if kind.namespaced else ""
+        path = f"/api/{kind.version}{scope}/{kind.plural}/{{name}}"
+        result = await self._read(kind, name, namespace, lambda: self._api_client.call_api(
+            path, "GET", {"name": name}, [], {"Accept": "application/json"},
+            response_types_map={200: "object"}, auth_settings=["BearerToken"], _return_http_data_only=True,
+            _request_timeout=self._request_timeout))
         return self._as_obj(result)
 
     async def list(self, kind: ResourceKind, namespace: str, *, label_selector: str = "",

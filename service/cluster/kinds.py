@@ -30,7 +30,8 @@ VIRTUAL_MACHINE_IP_ADDRESS = ResourceKind(VIRTUALIZATION, V1ALPHA2, "virtualmach
                                           "VirtualMachineIPAddress")
 VIRTUAL_MACHINE_MAC_ADDRESS = ResourceKind(VIRTUALIZATION, V1ALPHA2, "virtualmachinemacaddresses",
                                            "VirtualMachineMACAddress")
-VIRTUAL_MACHINE_CLASS = ResourceKind(VIRTUALIZATION, V1ALPHA2, "virtualmachineclasses", "VirtualMachineClass",
+# v1alpha3: the version every current platform serves (v1alpha2 is deprecated).
+VIRTUAL_MACHINE_CLASS = ResourceKind(VIRTUALIZATION, "v1alpha3", "virtualmachineclasses", "VirtualMachineClass",
                                      namespaced=False)
 SECRET = ResourceKind("", "v1", "secrets", "Secret")
 # On a VirtualMachineSnapshot the gateway wrote: the uid of the VM it was taken of, so a

@@ -47,7 +47,14 @@ from service.core.capabilities.flows import generated_name
 from service.core.capabilities.registry import Call, Deps, Registry
 from service.core.capabilities.shape import Plan, Reads
 from service.core.domain import ApplyMode, Operation, OperationType, ResourceRef, ResourceResult
-from service.core.errors import FieldViolation, PreconditionViolation, failed_precondition, invalid_argument
+from service.core.errors import (
+    ApiError,
+    Code,
+    FieldViolation,
+    PreconditionViolation,
+    failed_precondition,
+    invalid_argument,
+)
 from service.core.op_updates import Change, Mutation
 from service.core.progress import follow_resource
 from service.core.requests import RestoreVmRequest
@@ -57,6 +64,8 @@ CONFLICT = "Conflict"
 API = VIRTUAL_MACHINE.api_version
 # Conflicts a Strict or BestEffort restore cannot go past.
 IMAGE_KINDS = {VIRTUAL_IMAGE.kind: VIRTUAL_IMAGE, CLUSTER_VIRTUAL_IMAGE.kind: CLUSTER_VIRTUAL_IMAGE}
+# Statuses of what the gateway found itself: a platform status other than Failed does not replace them.
+GATEWAY_FINDINGS = frozenset({CONFLICT, "Pending", "Dropped"})
 BLOCKING = frozenset({"VirtualMachineNotFound", "UidMismatch", "AttachedToAnotherVM", "IPAddressInUse",
                       "MACAddressInUse"})
 
@@ -79,6 +88,21 @@ def saved_configuration(secret: dict[str, Any] | None) -> dict[str, Any]:
 def conflict(kind: str, name: str, reason: str, message: str, *, api_version: str = API,
              state: str = CONFLICT) -> ResourceResult:
     return ResourceResult(api_version, kind, name, state, message, reason)
+
+
+# Errors a read may retry (the cluster is away): raised, never taken for an answer.
+_TRANSIENT = frozenset({Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED})
+
+
+async def _class_missing(reads: Reads, name: str) -> bool:
+    """The VirtualMachineClass is known not to exist. A cluster that does not serve the
+    class at the version the gateway reads (or denies it) leaves that unknown: no finding."""
+    try:
+        return await reads.find(VIRTUAL_MACHINE_CLASS, "", name) is None
+    except ApiError as exc:
+        if exc.code in _TRANSIENT:
+            raise
+        return False
 
 
 def _holder(obj: dict[str, Any] | None) -> str:
@@ -121,8 +145,7 @@ class RestoreVm:
                 [PreconditionViolation("SNAPSHOT_NOT_READY",
                                        f"virtualmachinesnapshots/{req.virtual_machine_snapshot_name}",
                                        "wait until the snapshot is Ready")])
-        secret_name = str(status(snap).get("virtualMachineSnapshotSecretName") or "")
-        saved = saved_configuration(await reads.find(SECRET, req.namespace, secret_name)) if secret_name else {}
+        saved = await self._saved(reads, req.namespace, str(status(snap).get("virtualMachineSnapshotSecretName") or ""))
         vm = await reads.find(VIRTUAL_MACHINE, req.namespace, req.virtual_machine_name)
         results = await self._conflicts(reads, req, snap, saved, vm)
         blocking = [r for r in results if r.reason in BLOCKING]
@@ -139,6 +162,19 @@ class RestoreVm:
         target = ResourceRef(API, VIRTUAL_MACHINE.kind, req.virtual_machine_name, req.namespace,
                              str(metadata(vm).get("uid", "")) if vm else "")
         return Plan(name=name, target=target, warnings=warnings, results=results)
+
+    @staticmethod
+    async def _saved(reads: Reads, namespace: str, secret_name: str) -> dict[str, Any]:
+        """What the snapshot's Secret saved; {} when there is none or the gateway cannot read
+        it (no RBAC for Secrets, or Secrets not reachable): the checks then use the VM as it is."""
+        if not secret_name:
+            return {}
+        try:
+            return saved_configuration(await reads.find(SECRET, namespace, secret_name))
+        except ApiError as exc:
+            if exc.code in _TRANSIENT:
+                raise
+            return {}
 
     async def _conflicts(self, reads: Reads, req: RestoreVmRequest, snap: dict[str, Any], saved: dict[str, Any],
                          vm: dict[str, Any] | None) -> list[ResourceResult]:
@@ -209,8 +245,7 @@ class RestoreVm:
                 found.append(conflict(kind, name, "ImageNotFound", f"{kind} {name!r} does not exist: the restored "
                                       "VM stays Pending until it exists (BestEffort would drop it)", state="Pending"))
         class_name = vm_spec.get("virtualMachineClassName")
-        if isinstance(class_name, str) and class_name \
-                and await reads.find(VIRTUAL_MACHINE_CLASS, "", class_name) is None:
+        if isinstance(class_name, str) and class_name and await _class_missing(reads, class_name):
             found.append(conflict(VIRTUAL_MACHINE_CLASS.kind, class_name, "ClassNotFound",
                                   f"VirtualMachineClass {class_name!r} does not exist: the restored VM stays "
                                   "Pending until it exists", state="Pending"))
@@ -247,8 +282,8 @@ def merge_results(ours: list[ResourceResult], platform: list[ResourceResult]) ->
         mine = merged.get(key)
         if mine is None:
             merged[key] = item
-        elif mine.status == CONFLICT and item.status != "Failed":
-            continue  # our conflict says more than the platform's InProgress
+        elif mine.status in GATEWAY_FINDINGS and item.status != "Failed":
+            continue  # our finding (a conflict, an image kept Pending or Dropped) says more than InProgress/Completed
         else:
             merged[key] = ResourceResult(item.api_version or mine.api_version, item.kind, item.name, item.status,
                                          item.message or mine.message, item.reason or mine.reason)

@@ -8,7 +8,6 @@ from service.core.domain import AuditFilter
 from service.core.errors import FieldViolation
 from service.core.requests import (
     CreateDiskSnapshotRequest,
-    DeleteDiskSnapshotRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
@@ -33,12 +32,6 @@ def create_disk_snapshot(req: CreateDiskSnapshotRequest) -> None:
     found += v.request_id(req.request_id)
     v.raise_if_any(found)
 
-
-def delete_disk_snapshot(req: DeleteDiskSnapshotRequest) -> None:
-    found = v.namespace(req.namespace)
-    found += v.dns1123_subdomain("name", req.name)
-    found += v.request_id(req.request_id)
-    v.raise_if_any(found)
 
 
 def object_key(namespace: str, name: str) -> None:

@@ -6,10 +6,12 @@ translation and its event type; paging and watch semantics are the same for ever
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from service.core import paging, request_checks
+from service.core.capabilities.registry import Call, Registry
+from service.core.contract import Method
 from service.core.domain import Page, WatchEventType
 from service.core.errors import ApiError, Code, not_found
 from service.core.ports import ClusterClient, ResourceKind, WatchSource
@@ -63,6 +65,24 @@ class Catalog(Generic[T, E]):
             raise
         return Page([self._view(o) for o in result.items],
                     paging.wrap(result.continue_token, req.namespace, req.label_selector))
+
+    def serve(self, registry: Registry, get: Method[ObjectKey, T], list_: Method[ListRequest, Page[T]],
+              watch: Method[WatchRequest, E]) -> None:
+        """Answer the kind's Get, List and Watch methods."""
+
+        async def get_one(call: Call, key: ObjectKey) -> T:
+            return await self.get(key)
+
+        async def list_page(call: Call, req: ListRequest) -> Page[T]:
+            return await self.list_page(req)
+
+        async def open_watch(call: Call, req: WatchRequest) -> AsyncIterator[E]:
+            self.check_watch(req)  # before the stream opens: refused calls are audited as such
+            return self.watch(req)
+
+        registry.on(get, get_one)
+        registry.on(list_, list_page)
+        registry.on_stream(watch, open_watch)
 
     def check_watch(self, req: WatchRequest) -> None:
         request_checks.watch_key(req.namespace, req.name)

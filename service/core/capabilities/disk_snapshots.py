@@ -7,7 +7,6 @@ snapshot or by a disk being provisioned from it cannot be deleted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from service.cluster.consistency import consistency_warning
@@ -16,14 +15,13 @@ from service.cluster.translate import disk_snapshot_from_resource, disk_snapshot
 from service.core import contract, request_checks
 from service.core.capabilities.catalog import Catalog
 from service.core.capabilities.flows import generated_name
-from service.core.capabilities.registry import Call, Deps, Registry
+from service.core.capabilities.registry import Deps, Registry
 from service.core.capabilities.shape import Plan, Reads
 from service.core.domain import (
     DiskSnapshot,
     DiskSnapshotEvent,
     Operation,
     OperationType,
-    Page,
     ResourceRef,
 )
 from service.core.errors import PreconditionViolation, already_exists
@@ -31,10 +29,6 @@ from service.core.op_updates import Mutation
 from service.core.progress import follow_resource
 from service.core.requests import (
     CreateDiskSnapshotRequest,
-    DeleteDiskSnapshotRequest,
-    ListRequest,
-    ObjectKey,
-    WatchRequest,
 )
 
 KIND = VIRTUAL_DISK_SNAPSHOT
@@ -126,37 +120,11 @@ class DeleteDiskSnapshot:
 
 
 def register(registry: Registry, deps: Deps) -> None:
-    create, delete = CreateDiskSnapshot(), DeleteDiskSnapshot()
     catalog: Catalog[DiskSnapshot, DiskSnapshotEvent] = Catalog(
         kind=KIND, view=disk_snapshot_from_resource, event=DiskSnapshotEvent, cluster=deps.cluster, hub=deps.hub,
         default_page_size=deps.default_page_size, max_page_size=deps.max_page_size)
-
-    async def create_snapshot(call: Call, req: CreateDiskSnapshotRequest) -> Operation:
-        call.audit.details = {"virtual_disk_name": req.virtual_disk_name,
-                              "required_consistency": req.required_consistency,
-                              "idempotency_key": bool(req.request_id)}
-        op = await deps.flows.create(create, call.ctx.caller, req)
-        call.audit.resource = contract.CREATE_DISK_SNAPSHOT.audit_resource(op.resource.name if op.resource else "")
-        return op
-
-    async def delete_snapshot(call: Call, req: DeleteDiskSnapshotRequest) -> Operation:
-        request_checks.delete_disk_snapshot(req)
-        return await deps.flows.delete(delete, call.ctx.caller, req)
-
-    async def get(call: Call, key: ObjectKey) -> DiskSnapshot:
-        return await catalog.get(key)
-
-    async def list_page(call: Call, req: ListRequest) -> Page[DiskSnapshot]:
-        return await catalog.list_page(req)
-
-    async def watch(call: Call, req: WatchRequest) -> AsyncIterator[DiskSnapshotEvent]:
-        catalog.check_watch(req)
-        return catalog.watch(req)
-
-    registry.writes(create)
-    registry.removes(delete)
-    registry.on(contract.CREATE_DISK_SNAPSHOT, create_snapshot)
-    registry.on(contract.GET_DISK_SNAPSHOT, get)
-    registry.on(contract.LIST_DISK_SNAPSHOTS, list_page)
-    registry.on(contract.DELETE_DISK_SNAPSHOT, delete_snapshot)
-    registry.on_stream(contract.WATCH_DISK_SNAPSHOTS, watch)
+    catalog.serve(registry, contract.GET_DISK_SNAPSHOT, contract.LIST_DISK_SNAPSHOTS, contract.WATCH_DISK_SNAPSHOTS)
+    registry.serve_creates(contract.CREATE_DISK_SNAPSHOT, CreateDiskSnapshot(), deps.flows,
+                           lambda req: {"virtual_disk_name": req.virtual_disk_name,
+                                        "required_consistency": req.required_consistency})
+    registry.serve_deletes(contract.DELETE_DISK_SNAPSHOT, DeleteDiskSnapshot(), deps.flows)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from service.cluster.kinds import LABEL_OPERATION_ID
 from service.cluster.translate import metadata
+from service.core import validation as v
 from service.core.capabilities.shape import Creates, Deletes, Plan, Reads, labels_of
 from service.core.domain import Caller, Operation, OperationError, OperationState, ResourceRef
 from service.core.errors import ApiError, Code, failed_precondition, not_found
@@ -203,6 +204,8 @@ class WriteAhead:
     # ------------------------------------------------------------ delete
 
     async def delete(self, cap: Deletes, caller: Caller, req: Any) -> Operation:
+        v.raise_if_any(v.namespace(req.namespace) + v.dns1123_subdomain("name", req.name)
+                       + v.request_id(req.request_id))
         digest = request_hash(req)
         request_id = str(getattr(req, "request_id", ""))
         replay = await find_replay(self._operations, caller.subject, request_id, digest, cap.op_type)

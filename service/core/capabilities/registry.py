@@ -16,7 +16,7 @@ from service.core.audit import AuditedCall
 from service.core.capabilities.flows import WriteAhead
 from service.core.capabilities.shape import Creates, Deletes, Reads
 from service.core.contract import Method
-from service.core.domain import OperationType, RequestContext
+from service.core.domain import Operation, OperationType, RequestContext
 from service.core.notifier import OperationNotifier
 from service.core.op_updates import OperationWriter
 from service.core.ports import AuditRepository, ClusterClient, OperationRepository, ResourceKind, WatchSource
@@ -80,6 +80,26 @@ class Registry:
     def removes(self, cap: Deletes) -> None:
         assert cap.op_type not in self.deletes, cap.op_type
         self.deletes[cap.op_type] = cap
+
+    def serve_creates(self, method: Method[Req, Operation], cap: Creates[Req], flows: WriteAhead,
+                      details: Callable[[Req], dict[str, Any]]) -> None:
+        """``method`` runs ``cap`` through the write-ahead flow; the reconciler follows it."""
+
+        async def create(call: Call, req: Req) -> Operation:
+            call.audit.details = {**details(req), "idempotency_key": bool(getattr(req, "request_id", ""))}
+            op = await flows.create(cap, call.ctx.caller, req)
+            call.audit.resource = method.audit_resource(op.resource.name if op.resource else "")
+            return op
+
+        self.writes(cap)
+        self.on(method, create)
+
+    def serve_deletes(self, method: Method[Req, Operation], cap: Deletes, flows: WriteAhead) -> None:
+        async def delete(call: Call, req: Req) -> Operation:
+            return await flows.delete(cap, call.ctx.caller, req)
+
+        self.removes(cap)
+        self.on(method, delete)
 
     def followed_kinds(self) -> list[ResourceKind]:
         """Every kind an operation writes or deletes: the reconciler watches each once."""

@@ -14,7 +14,7 @@ from service.cluster.translate import metadata, phase, restore_disk_manifest, sp
 from service.core import contract
 from service.core import validation as v
 from service.core.capabilities.disk_snapshots import str_map
-from service.core.capabilities.registry import Call, Deps, Registry
+from service.core.capabilities.registry import Deps, Registry
 from service.core.capabilities.shape import Plan, Reads
 from service.core.domain import Operation, OperationType, ResourceRef
 from service.core.errors import (
@@ -125,12 +125,5 @@ class RestoreDisk:
 
 
 def register(registry: Registry, deps: Deps) -> None:
-    restore = RestoreDisk()
-
-    async def restore_disk(call: Call, req: RestoreDiskRequest) -> Operation:
-        call.audit.details = {"disk_snapshot_name": req.disk_snapshot_name, "size": req.size,
-                              "idempotency_key": bool(req.request_id)}
-        return await deps.flows.create(restore, call.ctx.caller, req)
-
-    registry.writes(restore)
-    registry.on(contract.RESTORE_DISK, restore_disk)
+    registry.serve_creates(contract.RESTORE_DISK, RestoreDisk(), deps.flows,
+                           lambda req: {"disk_snapshot_name": req.disk_snapshot_name, "size": req.size})

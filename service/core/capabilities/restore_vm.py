@@ -44,7 +44,7 @@ from service.cluster.translate import (
 from service.core import contract
 from service.core import validation as v
 from service.core.capabilities.flows import generated_name
-from service.core.capabilities.registry import Call, Deps, Registry
+from service.core.capabilities.registry import Deps, Registry
 from service.core.capabilities.shape import Plan, Reads
 from service.core.domain import ApplyMode, Operation, OperationType, ResourceRef, ResourceResult
 from service.core.errors import (
@@ -291,12 +291,6 @@ def merge_results(ours: list[ResourceResult], platform: list[ResourceResult]) ->
 
 
 def register(registry: Registry, deps: Deps) -> None:
-    restore = RestoreVm()
-
-    async def restore_vm(call: Call, req: RestoreVmRequest) -> Operation:
-        call.audit.details = {"virtual_machine_snapshot_name": req.virtual_machine_snapshot_name,
-                              "mode": str(req.mode), "idempotency_key": bool(req.request_id)}
-        return await deps.flows.create(restore, call.ctx.caller, req)
-
-    registry.writes(restore)
-    registry.on(contract.RESTORE_VM, restore_vm)
+    registry.serve_creates(contract.RESTORE_VM, RestoreVm(), deps.flows,
+                           lambda req: {"virtual_machine_snapshot_name": req.virtual_machine_snapshot_name,
+                                        "mode": str(req.mode)})

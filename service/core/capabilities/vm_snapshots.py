@@ -10,7 +10,6 @@ restart go into the snapshot. On Ready the operation's results list what was sav
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from service.cluster.consistency import vm_consistency_warning
@@ -41,14 +40,13 @@ from service.core import validation as v
 from service.core.capabilities.catalog import Catalog
 from service.core.capabilities.disk_snapshots import str_map
 from service.core.capabilities.flows import generated_name
-from service.core.capabilities.registry import Call, Deps, Registry
+from service.core.capabilities.registry import Deps, Registry
 from service.core.capabilities.shape import Plan, Reads
 from service.core.domain import (
     KeepIpAddress,
     Operation,
     OperationState,
     OperationType,
-    Page,
     ResourceRef,
     ResourceResult,
     VirtualMachineSnapshot,
@@ -60,10 +58,6 @@ from service.core.progress import follow_resource
 from service.core.request_checks import RESERVED_ANNOTATIONS, RESERVED_LABELS
 from service.core.requests import (
     CreateVmSnapshotRequest,
-    DeleteVmSnapshotRequest,
-    ListRequest,
-    ObjectKey,
-    WatchRequest,
 )
 
 KIND = VIRTUAL_MACHINE_SNAPSHOT
@@ -232,38 +226,12 @@ class DeleteVmSnapshot:
 
 
 def register(registry: Registry, deps: Deps) -> None:
-    create, delete = CreateVmSnapshot(), DeleteVmSnapshot()
     catalog: Catalog[VirtualMachineSnapshot, VirtualMachineSnapshotEvent] = Catalog(
         kind=KIND, view=vm_snapshot_from_resource, event=VirtualMachineSnapshotEvent, cluster=deps.cluster,
         hub=deps.hub, default_page_size=deps.default_page_size, max_page_size=deps.max_page_size)
-
-    async def create_snapshot(call: Call, req: CreateVmSnapshotRequest) -> Operation:
-        call.audit.details = {"virtual_machine_name": req.virtual_machine_name,
-                              "required_consistency": req.required_consistency,
-                              "keep_ip_address": str(req.keep_ip_address), "idempotency_key": bool(req.request_id)}
-        op = await deps.flows.create(create, call.ctx.caller, req)
-        call.audit.resource = contract.CREATE_VM_SNAPSHOT.audit_resource(op.resource.name if op.resource else "")
-        return op
-
-    async def delete_snapshot(call: Call, req: DeleteVmSnapshotRequest) -> Operation:
-        v.raise_if_any(v.namespace(req.namespace) + v.dns1123_subdomain("name", req.name)
-                       + v.request_id(req.request_id))
-        return await deps.flows.delete(delete, call.ctx.caller, req)
-
-    async def get(call: Call, key: ObjectKey) -> VirtualMachineSnapshot:
-        return await catalog.get(key)
-
-    async def list_page(call: Call, req: ListRequest) -> Page[VirtualMachineSnapshot]:
-        return await catalog.list_page(req)
-
-    async def watch(call: Call, req: WatchRequest) -> AsyncIterator[VirtualMachineSnapshotEvent]:
-        catalog.check_watch(req)
-        return catalog.watch(req)
-
-    registry.writes(create)
-    registry.removes(delete)
-    registry.on(contract.CREATE_VM_SNAPSHOT, create_snapshot)
-    registry.on(contract.GET_VM_SNAPSHOT, get)
-    registry.on(contract.LIST_VM_SNAPSHOTS, list_page)
-    registry.on(contract.DELETE_VM_SNAPSHOT, delete_snapshot)
-    registry.on_stream(contract.WATCH_VM_SNAPSHOTS, watch)
+    catalog.serve(registry, contract.GET_VM_SNAPSHOT, contract.LIST_VM_SNAPSHOTS, contract.WATCH_VM_SNAPSHOTS)
+    registry.serve_creates(contract.CREATE_VM_SNAPSHOT, CreateVmSnapshot(), deps.flows,
+                           lambda req: {"virtual_machine_name": req.virtual_machine_name,
+                                        "required_consistency": req.required_consistency,
+                                        "keep_ip_address": str(req.keep_ip_address)})
+    registry.serve_deletes(contract.DELETE_VM_SNAPSHOT, DeleteVmSnapshot(), deps.flows)

@@ -173,6 +173,52 @@ def restore_vm_manifest(*, namespace: str, name: str, virtual_machine_name: str,
     }
 
 
+def clone_spec(options: Obj) -> Obj:
+    """``clone`` / ``createVirtualMachine`` from a stored request's options, in the CRD's
+    spelling (``nameReplacement``, ``to: <string>``): the guide's example spelling
+    (``nameReplacements``, ``to: {name}``) is pruned by a real API server."""
+    result: Obj = {"mode": _str(options.get("mode")) or "Strict"}
+    replacements = []
+    for item in options.get("name_replacements") or []:
+        entry = _dict(item)
+        source: Obj = {"name": _str(entry.get("from_name"))}
+        if _str(entry.get("from_kind")):
+            source["kind"] = _str(entry.get("from_kind"))
+        replacements.append({"from": source, "to": _str(entry.get("to"))})
+    if replacements:
+        result["nameReplacement"] = replacements
+    affixes = (("namePrefix", "name_prefix"), ("nameSuffix", "name_suffix"))
+    customization = {key: options[field] for key, field in affixes if isinstance(options.get(field), str)}
+    if customization:
+        result["customization"] = customization
+    return result
+
+
+def clone_vm_manifest(*, namespace: str, name: str, virtual_machine_name: str, options: Obj, operation_id: str,
+                      actor: str) -> Obj:
+    """A ``VirtualMachineOperation`` of type Clone."""
+    return {
+        "apiVersion": VIRTUAL_MACHINE_OPERATION.api_version,
+        "kind": VIRTUAL_MACHINE_OPERATION.kind,
+        "metadata": gateway_metadata(namespace=namespace, name=name, generate_name="", labels={}, annotations={},
+                                     operation_id=operation_id, actor=actor),
+        "spec": {"type": "Clone", "virtualMachineName": virtual_machine_name, "clone": clone_spec(options)},
+    }
+
+
+def vm_from_snapshot_manifest(*, namespace: str, name: str, virtual_machine_snapshot_name: str, options: Obj,
+                              operation_id: str, actor: str) -> Obj:
+    """A ``VirtualMachineSnapshotOperation`` of type CreateVirtualMachine."""
+    return {
+        "apiVersion": VIRTUAL_MACHINE_SNAPSHOT_OPERATION.api_version,
+        "kind": VIRTUAL_MACHINE_SNAPSHOT_OPERATION.kind,
+        "metadata": gateway_metadata(namespace=namespace, name=name, generate_name="", labels={}, annotations={},
+                                     operation_id=operation_id, actor=actor),
+        "spec": {"type": "CreateVirtualMachine", "virtualMachineSnapshotName": virtual_machine_snapshot_name,
+                 "createVirtualMachine": clone_spec(options)},
+    }
+
+
 # ---------------------------------------------------------------- resources -> domain
 
 

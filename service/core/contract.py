@@ -30,7 +30,9 @@ from service.core.domain import (
 )
 from service.core.requests import (
     CancelOperationRequest,
+    CloneVmRequest,
     CreateDiskSnapshotRequest,
+    CreateVmFromSnapshotRequest,
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
@@ -141,12 +143,13 @@ RESTORE_DISK: Method[RestoreDiskRequest, Operation] = _m(
 RESTORE_VM: Method[RestoreVmRequest, Operation] = _m(
     "RestoreVirtualMachine", RESTORE_SERVICE, "restore", VIRTUAL_MACHINES, RestoreVmRequest, Operation, scope=_vm)
 
-# Planned (later issues): in the contract, routed, audited, answered UNIMPLEMENTED.
-CLONE_VM: Method[Any, Operation] = _m(
-    "CloneVirtualMachine", CLONE_SERVICE, "clone", VIRTUAL_MACHINES, object, Operation, scope=_cluster_wide)
-CREATE_VM_FROM_SNAPSHOT: Method[Any, Operation] = _m(
-    "CreateVirtualMachineFromSnapshot", CLONE_SERVICE, "clone", VM_SNAPSHOTS, object, Operation,
-    scope=_cluster_wide)
+CLONE_VM: Method[CloneVmRequest, Operation] = _m(
+    "CloneVirtualMachine", CLONE_SERVICE, "clone", VIRTUAL_MACHINES, CloneVmRequest, Operation, scope=_vm)
+CREATE_VM_FROM_SNAPSHOT: Method[CreateVmFromSnapshotRequest, Operation] = _m(
+    "CreateVirtualMachineFromSnapshot", CLONE_SERVICE, "clone", VM_SNAPSHOTS, CreateVmFromSnapshotRequest, Operation,
+    scope=lambda req: (req.namespace, req.virtual_machine_snapshot_name))
+
+# Planned (a later issue): in the contract, routed, audited, answered UNIMPLEMENTED.
 EXPORT_DISK: Method[Any, bytes] = _m(
     "ExportDisk", EXPORT_SERVICE, "export", DISKS, object, bytes, streaming=True, scope=_cluster_wide)
 EXPORT_DISK_SNAPSHOT: Method[Any, bytes] = _m(

@@ -89,6 +89,7 @@ class ResourceResult:
     status: str  # InProgress | Completed | Failed | Conflict (found by the gateway)
     message: str = ""
     reason: str = ""  # machine-readable: e.g. AttachedToAnotherVM, IPAddressInUse, ImageNotFound
+    source_name: str = ""  # a clone's name map: the object this one is made from (old -> new)
 
 
 @dataclass(frozen=True)

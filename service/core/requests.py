@@ -89,6 +89,41 @@ class RestoreVmRequest:
 
 
 @dataclass(frozen=True)
+class NameReplacement:
+    """Rename one object a clone creates (CRD ``nameReplacement[]``: from {kind, name}, to)."""
+
+    from_name: str
+    to: str
+    from_kind: str = ""       # empty: any kind
+
+
+@dataclass(frozen=True)
+class CloneOptions:
+    """How a clone names what it creates: prefix + (replacement or old name) + suffix."""
+
+    mode: ApplyMode | None = None   # required: DryRun, Strict or BestEffort
+    name_replacements: tuple[NameReplacement, ...] = ()
+    name_prefix: str | None = None  # None: not set (an empty string is set, and invalid)
+    name_suffix: str | None = None
+
+
+@dataclass(frozen=True)
+class CloneVmRequest:
+    namespace: str
+    virtual_machine_name: str
+    options: CloneOptions = CloneOptions()
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class CreateVmFromSnapshotRequest:
+    namespace: str
+    virtual_machine_snapshot_name: str
+    options: CloneOptions = CloneOptions()
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
 class OperationKey:
     operation_id: str
 

@@ -39,12 +39,13 @@ def _condition_from_json(d: dict[str, Any]) -> Condition:
 
 def _result_to_json(r: ResourceResult) -> dict[str, Any]:
     return {"api_version": r.api_version, "kind": r.kind, "name": r.name, "status": r.status, "message": r.message,
-            "reason": r.reason}
+            "reason": r.reason, "source_name": r.source_name}
 
 
 def _result_from_json(d: dict[str, Any]) -> ResourceResult:
     return ResourceResult(api_version=d["api_version"], kind=d["kind"], name=d["name"], status=d["status"],
-                          message=d.get("message", ""), reason=d.get("reason", ""))
+                          message=d.get("message", ""), reason=d.get("reason", ""),
+                          source_name=d.get("source_name", ""))
 
 
 def _error_to_json(e: OperationError | None) -> dict[str, Any] | None:

@@ -475,14 +475,14 @@ async def test_every_call_is_audited(core: Core) -> None:
     await core.gateway.call(ctx, C.LIST_OPERATIONS, ListOperationsRequest(namespace=NS))
     await core.gateway.call(ctx, C.GET_OPERATION_TIMELINE, OperationKey(op.id))
     with pytest.raises(ApiError) as unimplemented:
-        await core.gateway.call(ctx, C.CLONE_VM, None)
+        await anext(core.gateway.stream(ctx, C.EXPORT_DISK, None))
     assert unimplemented.value.code is Code.UNIMPLEMENTED
     events = await core.audit(actor="dev")
     assert [(e.action, e.outcome) for e in events] == [
         ("CreateDiskSnapshot", AuditOutcome.SUCCESS), ("GetDiskSnapshot", AuditOutcome.SUCCESS),
         ("ListDiskSnapshots", AuditOutcome.SUCCESS), ("GetOperation", AuditOutcome.SUCCESS),
         ("ListOperations", AuditOutcome.SUCCESS), ("GetOperationTimeline", AuditOutcome.SUCCESS),
-        ("CloneVirtualMachine", AuditOutcome.ERROR)]
+        ("ExportDisk", AuditOutcome.ERROR)]
     create = events[0]
     assert create.resource == "disk-snapshots/audited" and create.operation_id == op.id
     assert create.protocol == "grpc" and create.request_id == ctx.request_id

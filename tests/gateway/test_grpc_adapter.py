@@ -67,13 +67,17 @@ from service.core.domain import (
 from service.core.errors import ApiError, FieldViolation, PreconditionViolation
 from service.core.requests import (
     CancelOperationRequest,
+    CloneOptions,
+    CloneVmRequest,
     CreateDiskSnapshotRequest,
+    CreateVmFromSnapshotRequest,
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
+    NameReplacement,
     ObjectKey,
     OperationKey,
     RestoreDiskRequest,
@@ -241,6 +245,19 @@ class FakeGateway:
                                      "attached to vm-2", reason="AttachedToAnotherVM")]
         return op
 
+    async def _CloneVirtualMachine(self, req: CloneVmRequest) -> Operation:
+        _raise_for(req.virtual_machine_name, req.request_id)
+        if req.virtual_machine_name == "badnames":
+            raise errors.invalid_argument("invalid naming rules", [  # the core's field names
+                FieldViolation("customization.name_prefix", "must be 1-59 characters"),
+                FieldViolation("name_replacements[0].to", "must not be empty"),
+                FieldViolation("mode", "is required")])
+        return _clone_op("op-clone", OperationType.CLONE_VM)
+
+    async def _CreateVirtualMachineFromSnapshot(self, req: CreateVmFromSnapshotRequest) -> Operation:
+        _raise_for(req.virtual_machine_snapshot_name, req.request_id)
+        return _clone_op("op-cvm", OperationType.CREATE_VM_FROM_SNAPSHOT)
+
     async def _GetOperation(self, req: OperationKey) -> Operation:
         if req.operation_id != "op-1":
             raise errors.not_found("Operation", req.operation_id)
@@ -275,6 +292,17 @@ class FakeGateway:
 
     async def _VerifyAuditLog(self, req: VerifyAuditLogRequest) -> AuditVerification:
         return AuditVerification(ok=False, checked=10, first_bad_id=7, message="hash mismatch at 7")
+
+
+def _clone_op(op_id: str, op_type: OperationType) -> Operation:
+    """A dry run's answer: the name map, old name -> new name."""
+    op = _op(op_id, op_type=op_type)
+    op.results = [
+        ResourceResult("virtualization.deckhouse.io/v1alpha2", "VirtualMachine", "copy-vm", "InProgress",
+                       source_name="vm"),
+        ResourceResult("virtualization.deckhouse.io/v1alpha2", "VirtualDisk", "copy-vm-root", "Conflict",
+                       "the name is taken", "NameInUse", source_name="vm-root")]
+    return op
 
 
 def _audit(event_id: int) -> AuditEvent:
@@ -716,6 +744,121 @@ async def test_restore_vm_idempotency_conflict_is_aborted(server: Server) -> Non
     assert isinstance(info, error_details_pb2.ErrorInfo) and info.metadata["request_id"] == "k-2"
 
 
+# ---------------------------------------------------------------- clones
+
+
+def _replacement(from_name: str, to: str, kind: str = "") -> common_pb2.NameReplacement:
+    return common_pb2.NameReplacement(to=to, **{"from": common_pb2.NameReplacement.Source(kind=kind, name=from_name)})
+
+
+async def test_clone_vm_passes_every_field(server: Server) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    op = await stub.CloneVirtualMachine(clone_service_pb2.CloneVirtualMachineRequest(
+        namespace="demo", virtual_machine_name="vm", mode=common_pb2.DRY_RUN,
+        name_replacements=[_replacement("vm", "copy-vm", "VirtualMachine"), _replacement("vm-root", "root")],
+        customization=common_pb2.Customization(name_prefix="copy-", name_suffix="-2"), request_id="k"),
+        metadata=AUTH)
+    assert (op.id, op.type) == ("op-clone", operation_pb2.Operation.CLONE_VM)
+    assert [(r.kind, r.name, r.status, r.reason, r.source_name) for r in op.results] == [
+        ("VirtualMachine", "copy-vm", "InProgress", "", "vm"),
+        ("VirtualDisk", "copy-vm-root", "Conflict", "NameInUse", "vm-root")]
+    assert [c[1] for c in server.gateway.calls if c[0] == "CloneVirtualMachine"] == [CloneVmRequest(
+        namespace="demo", virtual_machine_name="vm", request_id="k", options=CloneOptions(
+            mode=ApplyMode.DRY_RUN,
+            name_replacements=(NameReplacement("vm", "copy-vm", "VirtualMachine"), NameReplacement("vm-root", "root")),
+            name_prefix="copy-", name_suffix="-2"))]
+
+
+async def test_create_vm_from_snapshot_passes_every_field(server: Server) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    op = await stub.CreateVirtualMachineFromSnapshot(clone_service_pb2.CreateVirtualMachineFromSnapshotRequest(
+        namespace="demo", virtual_machine_snapshot_name="vms", mode=common_pb2.BEST_EFFORT,
+        name_replacements=[_replacement("vm", "new-vm")], customization=common_pb2.Customization(name_suffix="-b"),
+        request_id="k"), metadata=AUTH)
+    assert (op.id, op.type) == ("op-cvm", operation_pb2.Operation.CREATE_VM_FROM_SNAPSHOT)
+    assert [r.source_name for r in op.results] == ["vm", "vm-root"]
+    assert [c[1] for c in server.gateway.calls if c[0] == "CreateVirtualMachineFromSnapshot"] == [
+        CreateVmFromSnapshotRequest(namespace="demo", virtual_machine_snapshot_name="vms", request_id="k",
+                                    options=CloneOptions(mode=ApplyMode.BEST_EFFORT,
+                                                         name_replacements=(NameReplacement("vm", "new-vm"),),
+                                                         name_suffix="-b"))]
+
+
+@pytest.mark.parametrize(("customization", "prefix", "suffix"), [
+    (None, None, None),                                            # no customization at all
+    (common_pb2.Customization(), None, None),                      # present, both fields unset
+    (common_pb2.Customization(name_prefix=""), "", None),          # set, even empty (the core refuses it)
+    (common_pb2.Customization(name_prefix="", name_suffix=""), "", ""),
+    (common_pb2.Customization(name_suffix="-x"), None, "-x"),
+])
+async def test_clone_prefix_and_suffix_keep_their_presence(server: Server, customization: Any,
+                                                           prefix: str | None, suffix: str | None) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    request = clone_service_pb2.CloneVirtualMachineRequest(namespace="demo", virtual_machine_name="vm",
+                                                           mode=common_pb2.STRICT)
+    if customization is not None:
+        request.customization.CopyFrom(customization)
+    await stub.CloneVirtualMachine(request, metadata=AUTH)
+    (sent,) = [c[1] for c in server.gateway.calls if c[0] == "CloneVirtualMachine"]
+    assert (sent.options.name_prefix, sent.options.name_suffix) == (prefix, suffix)
+    assert sent.options.mode is ApplyMode.STRICT and sent.options.name_replacements == ()
+
+
+@pytest.mark.parametrize(("sent", "expected"), [
+    (common_pb2.APPLY_MODE_UNSPECIFIED, None),  # the core requires a mode (no STRICT default here)
+    (common_pb2.DRY_RUN, ApplyMode.DRY_RUN), (common_pb2.STRICT, ApplyMode.STRICT),
+    (common_pb2.BEST_EFFORT, ApplyMode.BEST_EFFORT)])
+async def test_clone_calls_map_the_mode(server: Server, sent: common_pb2.ApplyMode.ValueType,
+                                        expected: ApplyMode | None) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    await stub.CloneVirtualMachine(clone_service_pb2.CloneVirtualMachineRequest(
+        namespace="demo", virtual_machine_name="vm", mode=sent), metadata=AUTH)
+    await stub.CreateVirtualMachineFromSnapshot(clone_service_pb2.CreateVirtualMachineFromSnapshotRequest(
+        namespace="demo", virtual_machine_snapshot_name="vms", mode=sent), metadata=AUTH)
+    sent_requests = [c[1] for c in server.gateway.calls
+                     if c[0] in ("CloneVirtualMachine", "CreateVirtualMachineFromSnapshot")]
+    assert [r.options.mode for r in sent_requests] == [expected, expected]
+
+
+@pytest.mark.parametrize("rpc", ["CloneVirtualMachine", "CreateVirtualMachineFromSnapshot"])
+async def test_clone_unknown_mode_is_invalid_argument_and_recorded(server: Server, rpc: str) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    request: Any = (clone_service_pb2.CloneVirtualMachineRequest(namespace="demo", virtual_machine_name="vm")
+                    if rpc == "CloneVirtualMachine" else
+                    clone_service_pb2.CreateVirtualMachineFromSnapshotRequest(namespace="demo",
+                                                                              virtual_machine_snapshot_name="vms"))
+    request.mode = 9
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(stub, rpc)(request, metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad = _details(caught.value)["BadRequest"]
+    assert isinstance(bad, error_details_pb2.BadRequest) and [v.field for v in bad.field_violations] == ["mode"]
+    assert [c for c in server.gateway.calls if c[0] == rpc] == []
+    assert ("rejected", f"{rpc}:INVALID_ARGUMENT") in server.gateway.calls
+
+
+async def test_clone_field_violations_keep_the_proto_field_names(server: Server) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CloneVirtualMachine(clone_service_pb2.CloneVirtualMachineRequest(
+            namespace="demo", virtual_machine_name="badnames"), metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad = _details(caught.value)["BadRequest"]
+    assert isinstance(bad, error_details_pb2.BadRequest)
+    assert [v.field for v in bad.field_violations] == ["customization.name_prefix", "name_replacements[0].to", "mode"]
+
+
+async def test_clone_of_a_running_vm_carries_precondition_failure(server: Server) -> None:
+    stub = clone_service_pb2_grpc.CloneServiceStub(server.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CloneVirtualMachine(clone_service_pb2.CloneVirtualMachineRequest(
+            namespace="demo", virtual_machine_name="running", mode=common_pb2.STRICT), metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    failure = _details(caught.value)["PreconditionFailure"]
+    assert isinstance(failure, error_details_pb2.PreconditionFailure)
+    assert [v.type for v in failure.violations] == ["VM_RUNNING"]
+
+
 # ---------------------------------------------------------------- cancel
 
 
@@ -742,13 +885,8 @@ async def test_cancel_without_force_is_refused_with_precondition_failure(server:
 
 
 def _unimplemented_calls(channel: grpc.aio.Channel) -> list[tuple[str, Any]]:
-    clone = clone_service_pb2_grpc.CloneServiceStub(channel)
     export = export_service_pb2_grpc.ExportServiceStub(channel)
     return [
-        ("CloneVirtualMachine", lambda md: clone.CloneVirtualMachine(
-            clone_service_pb2.CloneVirtualMachineRequest(namespace="demo", virtual_machine_name="vm"), metadata=md)),
-        ("CreateVirtualMachineFromSnapshot", lambda md: clone.CreateVirtualMachineFromSnapshot(
-            clone_service_pb2.CreateVirtualMachineFromSnapshotRequest(namespace="demo"), metadata=md)),
         ("ExportDisk", lambda md: export.ExportDisk(
             export_service_pb2.ExportDiskRequest(namespace="demo", name="d"), metadata=md).read()),
         ("ExportDiskSnapshot", lambda md: export.ExportDiskSnapshot(

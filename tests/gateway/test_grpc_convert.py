@@ -11,6 +11,7 @@ import pytest
 from service.api.grpc import convert
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
+    clone_service_pb2,
     common_pb2,
     export_service_pb2,
     operation_pb2,
@@ -42,9 +43,13 @@ from service.core.domain import (
 from service.core.errors import ApiError, Code
 from service.core.requests import (
     CancelOperationRequest,
+    CloneOptions,
+    CloneVmRequest,
+    CreateVmFromSnapshotRequest,
     CreateVmSnapshotRequest,
     DeleteVmSnapshotRequest,
     ListRequest,
+    NameReplacement,
     ObjectKey,
     OperationKey,
     RestoreDiskRequest,
@@ -197,6 +202,17 @@ def test_resource_result_round_trips_with_its_reason() -> None:
     assert convert.resource_result_from_proto(wire) == result
 
 
+def test_resource_result_round_trips_with_its_source_name() -> None:
+    result = ResourceResult("virtualization.deckhouse.io/v1alpha2", "VirtualDisk", "copy-root", "InProgress",
+                            source_name="vm-root")
+    wire = operation_pb2.ResourceResult.FromString(convert.resource_result(result).SerializeToString())
+    assert (wire.name, wire.source_name) == ("copy-root", "vm-root")
+    assert convert.resource_result_from_proto(wire) == result
+    assert convert.resource_result_from_proto(operation_pb2.ResourceResult(name="x")).source_name == ""
+    op = _operation(type=OperationType.CLONE_VM, results=[result])
+    assert convert.operation_from_proto(_wire(convert.operation(op))).results == [result]
+
+
 # ---------------------------------------------------------------- VM snapshots
 
 
@@ -294,6 +310,68 @@ def test_restore_vm_request_unknown_mode() -> None:
     msg = restore_service_pb2.RestoreVirtualMachineRequest(namespace="demo", virtual_machine_name="vm")
     msg.mode = 12  # type: ignore[assignment]
     err = _error(lambda: convert.restore_vm_request(msg))
+    assert [v.field for v in err.field_violations] == ["mode"]
+
+
+# ---------------------------------------------------------------- clones
+
+
+def _replacement(from_name: str, to: str, kind: str = "") -> common_pb2.NameReplacement:
+    return common_pb2.NameReplacement(to=to, **{"from": common_pb2.NameReplacement.Source(kind=kind, name=from_name)})
+
+
+def test_clone_vm_request_moves_every_field() -> None:
+    msg = clone_service_pb2.CloneVirtualMachineRequest(
+        namespace="demo", virtual_machine_name="vm", mode=common_pb2.DRY_RUN,
+        name_replacements=[_replacement("vm", "copy", "VirtualMachine"), _replacement("vm-root", "root")],
+        customization=common_pb2.Customization(name_prefix="p-", name_suffix="-s"), request_id="k")
+    assert convert.clone_vm_request(msg) == CloneVmRequest(
+        namespace="demo", virtual_machine_name="vm", request_id="k", options=CloneOptions(
+            mode=ApplyMode.DRY_RUN,
+            name_replacements=(NameReplacement(from_name="vm", to="copy", from_kind="VirtualMachine"),
+                               NameReplacement(from_name="vm-root", to="root", from_kind="")),
+            name_prefix="p-", name_suffix="-s"))
+
+
+def test_create_vm_from_snapshot_request_defaults() -> None:
+    msg = clone_service_pb2.CreateVirtualMachineFromSnapshotRequest(namespace="demo",
+                                                                    virtual_machine_snapshot_name="vms")
+    # UNSPECIFIED mode is None (the core requires one), unset prefix/suffix are None.
+    assert convert.create_vm_from_snapshot_request(msg) == CreateVmFromSnapshotRequest(
+        namespace="demo", virtual_machine_snapshot_name="vms",
+        options=CloneOptions(mode=None, name_replacements=(), name_prefix=None, name_suffix=None))
+
+
+def test_clone_options_keep_the_presence_of_an_empty_prefix_or_suffix() -> None:
+    msg = clone_service_pb2.CloneVirtualMachineRequest(customization=common_pb2.Customization(name_prefix=""))
+    options = convert.clone_vm_request(msg).options
+    assert (options.name_prefix, options.name_suffix) == ("", None)
+    msg = clone_service_pb2.CloneVirtualMachineRequest(customization=common_pb2.Customization(name_suffix=""))
+    options = convert.clone_vm_request(msg).options
+    assert (options.name_prefix, options.name_suffix) == (None, "")
+
+
+@pytest.mark.parametrize("options", [
+    CloneOptions(ApplyMode.STRICT),
+    CloneOptions(ApplyMode.STRICT, name_prefix="", name_suffix=""),
+    CloneOptions(ApplyMode.BEST_EFFORT, (NameReplacement("a", "b"), NameReplacement("c", "d", "VirtualDisk")),
+                 name_prefix="p-", name_suffix=None),
+])
+def test_clone_options_round_trip_through_the_wire(options: CloneOptions) -> None:
+    assert options.mode is not None
+    msg = clone_service_pb2.CloneVirtualMachineRequest(
+        mode=convert.apply_mode(options.mode), customization=convert.customization(options),
+        name_replacements=[convert.name_replacement(r) for r in options.name_replacements])
+    wire = clone_service_pb2.CloneVirtualMachineRequest.FromString(msg.SerializeToString())
+    assert convert.clone_vm_request(wire).options == options
+
+
+@pytest.mark.parametrize("build", [convert.clone_vm_request, convert.create_vm_from_snapshot_request])
+def test_clone_requests_unknown_mode(build: Callable[[object], object]) -> None:
+    msg: object = (clone_service_pb2.CloneVirtualMachineRequest() if build is convert.clone_vm_request
+                   else clone_service_pb2.CreateVirtualMachineFromSnapshotRequest())
+    msg.mode = 7  # type: ignore[attr-defined]
+    err = _error(lambda: build(msg))
     assert [v.field for v in err.field_violations] == ["mode"]
 
 

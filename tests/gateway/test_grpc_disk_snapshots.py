@@ -15,9 +15,9 @@ from grpc_status import rpc_status
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
-    clone_service_pb2,
-    clone_service_pb2_grpc,
     common_pb2,
+    export_service_pb2,
+    export_service_pb2_grpc,
     operation_pb2,
     operation_service_pb2,
     operation_service_pb2_grpc,
@@ -165,12 +165,13 @@ async def test_caller_errors_are_mapped(client: Client) -> None:
     info, _ = _details(anonymous.value)
     assert info.reason == "UNAUTHENTICATED"
 
-    clone = clone_service_pb2_grpc.CloneServiceStub(client.channel)
+    export = export_service_pb2_grpc.ExportServiceStub(client.channel)
     with pytest.raises(grpc.aio.AioRpcError) as later:
-        await clone.CloneVirtualMachine(clone_service_pb2.CloneVirtualMachineRequest(
-            namespace=client.namespace, virtual_machine_name="linux-vm"), metadata=client.auth)
+        async for _ in export.ExportDisk(export_service_pb2.ExportDiskRequest(
+                namespace=client.namespace, name="spare-disk"), metadata=client.auth):
+            pass
     assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "CloneVirtualMachine" in later.value.details()
+    assert "ExportDisk" in later.value.details()
 
 
 async def test_operation_history_and_audit(client: Client) -> None:

@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
 from service.api.rest import wire
-from service.api.rest.handlers import disk_snapshots, operations, restore, vm_snapshots
+from service.api.rest.handlers import clone, disk_snapshots, operations, restore, vm_snapshots
 from service.api.rest.routes import CONTRACT_ROUTES, ROUTES
 from service.core import contract
 from service.core.domain import (
@@ -140,6 +140,8 @@ def test_no_schema_is_a_placeholder() -> None:
     ("CreateVirtualMachineSnapshot", "CreateVirtualMachineSnapshotBody", vm_snapshots.CREATE_FIELDS),
     ("RestoreDisk", "RestoreDiskBody", restore.RESTORE_DISK_FIELDS),
     ("RestoreVirtualMachine", "RestoreVirtualMachineBody", restore.RESTORE_VM_FIELDS),
+    ("CloneVirtualMachine", "CloneVirtualMachineBody", clone.CLONE_FIELDS),
+    ("CreateVirtualMachineFromSnapshot", "CreateVirtualMachineFromSnapshotBody", clone.CLONE_FIELDS),
     ("CancelOperation", "CancelOperationBody", operations.CANCEL_FIELDS),
 ])
 def test_request_bodies_are_the_fields_the_handlers_accept(operation_id: str, schema: str,
@@ -162,4 +164,37 @@ def test_wire_shapes_are_the_schemas_required_members() -> None:
     api_spec().validate_schema("VirtualMachineSnapshot", snapshot)
     result = wire.resource_result(ResourceResult("v1", "VirtualDisk", "d", "Conflict", "in use", "AttachedToAnotherVM"))
     assert set(schemas["ResourceResult"]["required"]) == set(result)
+    api_spec().validate_schema("ResourceResult", result)
+
+
+def test_clone_body_members_are_the_fields_the_handler_accepts() -> None:
+    schemas = api_spec().document["components"]["schemas"]
+    for body in ("CloneVirtualMachineBody", "CreateVirtualMachineFromSnapshotBody"):
+        assert schemas[body]["required"] == ["mode"]
+        assert schemas[body]["properties"]["nameReplacements"]["items"] == {
+            "$ref": "#/components/schemas/NameReplacement"}
+        assert schemas[body]["properties"]["customization"] == {"$ref": "#/components/schemas/Customization"}
+    replacement = schemas["NameReplacement"]
+    assert replacement["additionalProperties"] is False
+    assert set(replacement["properties"]) == set(clone.NAME_REPLACEMENT_FIELDS)
+    assert replacement["properties"]["from"]["additionalProperties"] is False
+    assert set(replacement["properties"]["from"]["properties"]) == set(clone.NAME_REPLACEMENT_SOURCE_FIELDS)
+    customization = schemas["Customization"]
+    assert customization["additionalProperties"] is False
+    assert set(customization["properties"]) == set(clone.CUSTOMIZATION_FIELDS)
+
+
+@pytest.mark.parametrize("operation_id", ["CloneVirtualMachine", "CreateVirtualMachineFromSnapshot"])
+def test_clone_calls_answer_like_the_vm_restore(operation_id: str) -> None:
+    document = api_spec().document
+    by_id = {item[method]["operationId"]: item[method] for item in document["paths"].values()
+             for method in HTTP_METHODS if method in item}
+    assert by_id[operation_id]["responses"] == by_id["RestoreVirtualMachine"]["responses"]
+    assert "501" not in by_id[operation_id]["responses"]
+
+
+def test_a_name_map_result_validates() -> None:
+    result = wire.resource_result(ResourceResult("v1", "VirtualDisk", "copy-root", "InProgress",
+                                                 source_name="root"))
+    assert result["sourceName"] == "root"
     api_spec().validate_schema("ResourceResult", result)

@@ -85,11 +85,19 @@ def test_resource_result_carries_a_machine_readable_reason() -> None:
     assert (field.number, field.type) == (6, field.TYPE_STRING)
 
 
+def test_resource_result_carries_the_source_name_of_a_clone_name_map() -> None:
+    field = operation_pb2.ResourceResult.DESCRIPTOR.fields_by_name["source_name"]
+    assert (field.number, field.type, field.has_presence) == (7, field.TYPE_STRING, False)
+
+
 def test_presence_is_explicit_where_the_default_is_not_zero() -> None:
     for message, field in ((snapshot_service_pb2.CreateDiskSnapshotRequest, "required_consistency"),
                            (snapshot_service_pb2.CreateVirtualMachineSnapshotRequest, "required_consistency"),
                            (snapshot_service_pb2.DiskSnapshot, "consistent"),
-                           (export_service_pb2.ByteRange, "length")):
+                           (export_service_pb2.ByteRange, "length"),
+                           # a clone's prefix and suffix: unset is not the same as "" (which is refused)
+                           (common_pb2.Customization, "name_prefix"),
+                           (common_pb2.Customization, "name_suffix")):
         assert message.DESCRIPTOR.fields_by_name[field].has_presence, f"{message.__name__}.{field}"
 
 

@@ -58,13 +58,17 @@ from service.core.domain import (
 )
 from service.core.requests import (
     CancelOperationRequest,
+    CloneOptions,
+    CloneVmRequest,
     CreateDiskSnapshotRequest,
+    CreateVmFromSnapshotRequest,
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
+    NameReplacement,
     ObjectKey,
     OperationKey,
     RestoreDiskRequest,
@@ -126,6 +130,8 @@ class FakeGateway:
             contract.DELETE_VM_SNAPSHOT.name: self.delete_vm_snapshot,
             contract.RESTORE_DISK.name: self.restore_disk,
             contract.RESTORE_VM.name: self.restore_vm,
+            contract.CLONE_VM.name: self.clone_vm,
+            contract.CREATE_VM_FROM_SNAPSHOT.name: self.create_vm_from_snapshot,
             contract.GET_OPERATION.name: self.get_operation,
             contract.LIST_OPERATIONS.name: self.list_operations,
             contract.GET_OPERATION_TIMELINE.name: self.get_operation_timeline,
@@ -331,6 +337,55 @@ class FakeGateway:
                                    resource=ResourceRef(VIRTUAL_MACHINE_OPERATION.api_version,
                                                         "VirtualMachineOperation", f"restore-{snapshot.name}",
                                                         req.namespace, "vmop-uid"),
+                                   results=results)
+
+    # ------------------------------------------------------------ clones
+    @staticmethod
+    def _check_clone_options(options: CloneOptions) -> None:
+        """The core's naming rules, reported under the core's (proto) field names."""
+        violations: list[errors.FieldViolation] = []
+        if options.mode is None:
+            violations.append(errors.FieldViolation("mode", "is required"))
+        for i, r in enumerate(options.name_replacements):
+            if not r.from_name:
+                violations.append(errors.FieldViolation(f"name_replacements[{i}].from.name", "is required"))
+            if not 1 <= len(r.to) <= 59:
+                violations.append(errors.FieldViolation(f"name_replacements[{i}].to", "must be 1-59 characters"))
+        for field_name, value in (("name_prefix", options.name_prefix), ("name_suffix", options.name_suffix)):
+            if value is not None and not 1 <= len(value) <= 59:
+                violations.append(errors.FieldViolation(f"customization.{field_name}", "must be 1-59 characters"))
+        if options.name_prefix is None and options.name_suffix is None and not options.name_replacements:
+            violations.append(errors.FieldViolation("customization", "set a prefix, a suffix or a name replacement"))
+        if violations:
+            raise errors.invalid_argument("invalid naming rules", violations)
+
+    @staticmethod
+    def _name_map(options: CloneOptions, names: list[tuple[str, str]]) -> list[ResourceResult]:
+        renames = {r.from_name: r.to for r in options.name_replacements}
+        return [ResourceResult(VIRTUAL_MACHINE.api_version, kind,
+                               f"{options.name_prefix or ''}{renames.get(name, name)}{options.name_suffix or ''}",
+                               "InProgress", source_name=name) for kind, name in names]
+
+    async def clone_vm(self, ctx: RequestContext, req: CloneVmRequest) -> Operation:
+        self._check_clone_options(req.options)
+        if (req.namespace, req.virtual_machine_name) not in self.vms:
+            raise errors.not_found("VirtualMachine", req.virtual_machine_name, req.namespace)
+        results = self._name_map(req.options, [("VirtualMachine", req.virtual_machine_name),
+                                               ("VirtualDisk", f"{req.virtual_machine_name}-root")]) \
+            if req.options.mode is ApplyMode.DRY_RUN else []
+        return self._new_operation(ctx, OperationType.CLONE_VM, req.namespace,
+                                   ResourceRef(VIRTUAL_MACHINE.api_version, "VirtualMachine",
+                                               req.virtual_machine_name, req.namespace), req.request_id,
+                                   results=results)
+
+    async def create_vm_from_snapshot(self, ctx: RequestContext, req: CreateVmFromSnapshotRequest) -> Operation:
+        self._check_clone_options(req.options)
+        snapshot = await self.get_vm_snapshot(ctx, ObjectKey(req.namespace, req.virtual_machine_snapshot_name))
+        results = self._name_map(req.options, [("VirtualMachine", snapshot.virtual_machine_name)]) \
+            if req.options.mode is ApplyMode.DRY_RUN else []
+        return self._new_operation(ctx, OperationType.CREATE_VM_FROM_SNAPSHOT, req.namespace,
+                                   ResourceRef(VIRTUAL_MACHINE_SNAPSHOT.api_version, "VirtualMachineSnapshot",
+                                               snapshot.name, req.namespace, snapshot.uid), req.request_id,
                                    results=results)
 
     # ------------------------------------------------------------ operations
@@ -687,9 +742,7 @@ async def test_audit_listing_json_lines_csv_and_verify(served: Served) -> None:
 
 LATER = [
     ("GET", "/v1/namespaces/demo/disk-snapshots/s1:export", "ExportDiskSnapshot"),
-    ("POST", "/v1/namespaces/demo/vm-snapshots/v1:clone", "CreateVirtualMachineFromSnapshot"),
     ("GET", "/v1/namespaces/demo/disks/linux-vm-root:export", "ExportDisk"),
-    ("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:clone", "CloneVirtualMachine"),
 ]
 
 
@@ -713,12 +766,6 @@ async def test_a_custom_method_is_not_taken_for_a_name(served: Served) -> None:
                                             headers=AUTH)
     assert unknown_verb.status == 404
     unknown_verb.release()
-
-
-async def test_a_clone_body_is_not_read_while_the_call_is_501(served: Served) -> None:
-    answer = await served.call("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:clone",
-                               json_body={"mode": "DryRun", "customization": {"namePrefix": "copy-"}}, headers=AUTH)
-    assert answer.status == 501 and served.fake.calls == [("CloneVirtualMachine", None)]
 
 
 # ---------------------------------------------------------------- the route table is the contract table
@@ -897,7 +944,8 @@ async def test_restore_vm_mode_defaults_to_strict_and_dry_run_reports_conflicts(
     assert dry.status == 202
     assert dry.json()["results"] == [{
         "apiVersion": VIRTUAL_MACHINE.api_version, "kind": "VirtualMachine", "name": "linux-vm",
-        "status": "Conflict", "message": "the IP address 10.66.10.14 is in use", "reason": "IPAddressInUse"}]
+        "status": "Conflict", "message": "the IP address 10.66.10.14 is in use", "reason": "IPAddressInUse",
+        "sourceName": ""}]
     best = await served.call("POST", path, json_body={"virtualMachineSnapshotName": "vms", "mode": "BestEffort"},
                              headers=AUTH)
     assert best.status == 202
@@ -926,6 +974,170 @@ async def test_unconvertible_restore_vm_bodies_are_400(served: Served, body: dic
     assert bad.json()["code"] == "INVALID_ARGUMENT"
     assert served.fake.calls == []
     assert served.fake.rejections == [("RestoreVirtualMachine", "INVALID_ARGUMENT")]
+
+
+# ---------------------------------------------------------------- clones
+
+CLONE_VM_PATH = "/v1/namespaces/demo/virtual-machines/linux-vm:clone"
+FROM_SNAPSHOT_PATH = "/v1/namespaces/demo/vm-snapshots/vms:clone"
+
+
+async def test_clone_vm_moves_every_field_and_answers_202_with_the_name_map(served: Served) -> None:
+    accepted = await served.call("POST", CLONE_VM_PATH, json_body={
+        "mode": "DryRun",
+        "nameReplacements": [{"from": {"kind": "VirtualMachine", "name": "linux-vm"}, "to": "web"},
+                             {"from": {"name": "linux-vm-root"}, "to": "web-root"}],
+        "customization": {"namePrefix": "copy-", "nameSuffix": "-2"}}, headers={**AUTH, "Idempotency-Key": "c-1"})
+    assert accepted.status == 202
+    op = accepted.json()
+    assert accepted.headers["Location"] == f"/v1/operations/{op['id']}"
+    assert op["type"] == "CLONE_VM" and op["target"]["name"] == "linux-vm"
+    assert [(r["kind"], r["name"], r["sourceName"]) for r in op["results"]] == [
+        ("VirtualMachine", "copy-web-2", "linux-vm"), ("VirtualDisk", "copy-web-root-2", "linux-vm-root")]
+    assert served.fake.requests_of(contract.CLONE_VM) == [CloneVmRequest(
+        namespace="demo", virtual_machine_name="linux-vm", request_id="c-1", options=CloneOptions(
+            mode=ApplyMode.DRY_RUN,
+            name_replacements=(NameReplacement("linux-vm", "web", "VirtualMachine"),
+                               NameReplacement("linux-vm-root", "web-root", "")),
+            name_prefix="copy-", name_suffix="-2"))]
+    # The name map reads back the same way.
+    got = await served.call("GET", f"/v1/operations/{op['id']}", headers=AUTH)
+    assert [r["sourceName"] for r in got.json()["results"]] == ["linux-vm", "linux-vm-root"]
+
+
+async def test_create_vm_from_snapshot_moves_every_field_and_answers_202(served: Served) -> None:
+    await create_vm_snapshot(served, {"name": "vms", "virtualMachineName": "linux-vm"})
+    accepted = await served.call("POST", FROM_SNAPSHOT_PATH, json_body={
+        "mode": "Strict", "nameReplacements": [{"from": {"name": "linux-vm"}, "to": "restored"}],
+        "customization": {"nameSuffix": "-b"}}, headers={**AUTH, "Idempotency-Key": "c-2"})
+    assert accepted.status == 202
+    op = accepted.json()
+    assert accepted.headers["Location"] == f"/v1/operations/{op['id']}"
+    assert op["type"] == "CREATE_VM_FROM_SNAPSHOT" and op["target"]["name"] == "vms" and op["results"] == []
+    assert served.fake.requests_of(contract.CREATE_VM_FROM_SNAPSHOT) == [CreateVmFromSnapshotRequest(
+        namespace="demo", virtual_machine_snapshot_name="vms", request_id="c-2", options=CloneOptions(
+            mode=ApplyMode.STRICT, name_replacements=(NameReplacement("linux-vm", "restored"),),
+            name_prefix=None, name_suffix="-b"))]
+    dry = await served.call("POST", FROM_SNAPSHOT_PATH, json_body={
+        "mode": "DryRun", "customization": {"namePrefix": "new-"}}, headers=AUTH)
+    assert dry.status == 202 and dry.json()["results"] == [{
+        "apiVersion": VIRTUAL_MACHINE.api_version, "kind": "VirtualMachine", "name": "new-linux-vm",
+        "status": "InProgress", "message": "", "reason": "", "sourceName": "linux-vm"}]
+    missing = await served.call("POST", "/v1/namespaces/demo/vm-snapshots/nope:clone",
+                                json_body={"mode": "Strict", "customization": {"namePrefix": "a-"}}, headers=AUTH)
+    assert missing.status == 404
+
+
+@pytest.mark.parametrize(("customization", "prefix", "suffix"), [
+    (None, None, None),
+    ({}, None, None),
+    ({"namePrefix": "p-"}, "p-", None),
+    ({"nameSuffix": "-s"}, None, "-s"),
+    ({"namePrefix": "", "nameSuffix": ""}, "", ""),   # present, even empty: the core refuses it
+])
+async def test_clone_prefix_and_suffix_keep_their_presence(served: Served, customization: dict[str, str] | None,
+                                                           prefix: str | None, suffix: str | None) -> None:
+    body: dict[str, Any] = {"mode": "Strict", "nameReplacements": [{"from": {"name": "linux-vm"}, "to": "b"}]}
+    if customization is not None:
+        body["customization"] = customization
+    answer = await served.call("POST", CLONE_VM_PATH, json_body=body, headers=AUTH)
+    (sent,) = served.fake.requests_of(contract.CLONE_VM)
+    assert (sent.options.name_prefix, sent.options.name_suffix) == (prefix, suffix)
+    if prefix == "":
+        assert answer.status == 400 and set(violations_of(answer)) == {"customization.namePrefix",
+                                                                      "customization.nameSuffix"}
+    else:
+        assert answer.status == 202
+
+
+@pytest.mark.parametrize("path", [CLONE_VM_PATH, FROM_SNAPSHOT_PATH])
+async def test_a_clone_without_a_mode_reaches_the_core_and_is_400(served: Served, path: str) -> None:
+    await create_vm_snapshot(served, {"name": "vms", "virtualMachineName": "linux-vm"})
+    answer = await served.call("POST", path, json_body={"customization": {"namePrefix": "a-"}}, headers=AUTH)
+    assert answer.status == 400 and violations_of(answer) == {"mode": "is required"}
+    method = contract.CLONE_VM if path == CLONE_VM_PATH else contract.CREATE_VM_FROM_SNAPSHOT
+    (sent,) = served.fake.requests_of(method)
+    assert sent.options.mode is None
+
+
+async def test_core_clone_field_names_are_reported_as_json_names(served: Served) -> None:
+    answer = await served.call("POST", CLONE_VM_PATH, json_body={
+        "nameReplacements": [{"from": {"name": "linux-vm"}, "to": "ok"}, {"from": {"kind": "VirtualDisk"}, "to": ""}],
+        "customization": {"namePrefix": "x" * 60}}, headers=AUTH)
+    assert answer.status == 400
+    assert set(violations_of(answer)) == {"mode", "nameReplacements[1].from.name", "nameReplacements[1].to",
+                                          "customization.namePrefix"}
+    nothing = await served.call("POST", CLONE_VM_PATH, json_body={"mode": "Strict"}, headers=AUTH)
+    assert nothing.status == 400 and set(violations_of(nothing)) == {"customization"}
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ("mode", "mode"),
+    ("name_replacements", "nameReplacements"),
+    ("name_replacements[3].from.name", "nameReplacements[3].from.name"),
+    ("name_replacements[0].from.kind", "nameReplacements[0].from.kind"),
+    ("name_replacements[0].to", "nameReplacements[0].to"),
+    ("customization", "customization"),
+    ("customization.name_prefix", "customization.namePrefix"),
+    ("customization.name_suffix", "customization.nameSuffix"),
+    ("virtual_machine_name", "virtualMachineName"),
+    ("virtual_machine_snapshot_name", "virtualMachineSnapshotName"),
+    ("request_id", "Idempotency-Key"),
+    # the core request object's own nesting, should it be reported
+    ("options.mode", "mode"),
+    ("options.name_prefix", "customization.namePrefix"),
+    ("options.name_suffix", "customization.nameSuffix"),
+    ("options.name_replacements[0].to", "nameReplacements[0].to"),
+    ("labels['a_b']", "labels['a_b']"),
+])
+def test_clone_field_names_map_to_the_body_names(field: str, expected: str) -> None:
+    assert rest_field_name(field) == expected
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"mode": "Yolo"}, {"mode"}),
+    ({"mode": "DRY_RUN"}, {"mode"}),
+    ({"mode": 2}, {"mode"}),
+    ({"mode": "DryRun", "force": True}, {"force"}),
+    ({"mode": "DryRun", "nameReplacements": {}}, {"nameReplacements"}),
+    ({"mode": "DryRun", "nameReplacements": ["a"]}, {"nameReplacements[0]"}),
+    ({"mode": "DryRun", "nameReplacements": [{"from": "a", "to": "b"}]}, {"nameReplacements[0].from"}),
+    ({"mode": "DryRun", "nameReplacements": [{"from": {"name": 1}, "to": "b"}]}, {"nameReplacements[0].from.name"}),
+    ({"mode": "DryRun", "nameReplacements": [{"from": {"name": "a", "kind": None}, "to": "b"}]},
+     {"nameReplacements[0].from.kind"}),
+    ({"mode": "DryRun", "nameReplacements": [{"from": {"name": "a", "uid": "u"}, "to": "b"}]},
+     {"nameReplacements[0].from.uid"}),
+    ({"mode": "DryRun", "nameReplacements": [{"from": {"name": "a"}, "to": "b"}, {"from": {"name": "c"}, "to": 5}]},
+     {"nameReplacements[1].to"}),
+    ({"mode": "DryRun", "nameReplacements": [{"from": {"name": "a"}, "to": "b", "kind": "VirtualDisk"}]},
+     {"nameReplacements[0].kind"}),
+    ({"mode": "DryRun", "customization": "copy-"}, {"customization"}),
+    ({"mode": "DryRun", "customization": {"namePrefix": None}}, {"customization.namePrefix"}),
+    ({"mode": "DryRun", "customization": {"nameSuffix": 1, "name_prefix": "a"}},
+     {"customization.nameSuffix", "customization.name_prefix"}),
+    ({"mode": 1, "customization": {"prefix": "a"}, "extra": 1}, {"mode", "customization.prefix", "extra"}),
+])
+@pytest.mark.parametrize("path", [CLONE_VM_PATH, FROM_SNAPSHOT_PATH])
+async def test_unconvertible_clone_bodies_are_400(served: Served, path: str, body: dict[str, object],
+                                                  fields: set[str]) -> None:
+    bad = await served.call("POST", path, json_body=body, headers=AUTH)
+    assert bad.status == 400 and set(violations_of(bad)) == fields
+    assert bad.json()["code"] == "INVALID_ARGUMENT"
+    assert served.fake.calls == []
+    action = "CloneVirtualMachine" if path == CLONE_VM_PATH else "CreateVirtualMachineFromSnapshot"
+    assert served.fake.rejections == [(action, "INVALID_ARGUMENT")]
+
+
+@pytest.mark.parametrize("path", [CLONE_VM_PATH, FROM_SNAPSHOT_PATH])
+async def test_clone_bodies_must_be_json_objects(served: Served, path: str) -> None:
+    for raw in (b"", b"[]", b"{"):
+        bad = await served.call("POST", path, data=raw, headers={**AUTH, "Content-Type": "application/json"})
+        assert bad.status == 400 and "body" in violations_of(bad)
+    wrong_type = await served.call("POST", path, data=b"x", headers={**AUTH, "Content-Type": "text/plain"})
+    assert wrong_type.status == 415
+    unknown_query = await served.call("POST", path + "?dryRun=true", json_body={"mode": "DryRun"}, headers=AUTH)
+    assert unknown_query.status == 400 and set(violations_of(unknown_query)) == {"dryRun"}
+    assert served.fake.calls == []
 
 
 # ---------------------------------------------------------------- cancel

@@ -130,7 +130,7 @@ async def test_list_pages_idempotency_and_errors(rest: Rest) -> None:
     stranger = await rest.call("GET", "/v1/namespaces/demo/disk-snapshots", user="stranger")
     assert stranger.status == 403 and stranger.json()["code"] == "PERMISSION_DENIED"
 
-    later = await rest.call("POST", "/v1/namespaces/demo/virtual-machines/linux-vm:clone", json_body={})
+    later = await rest.call("GET", "/v1/namespaces/demo/disks/spare-disk:export")
     assert later.status == 501 and later.json()["reason"] == "NOT_IMPLEMENTED_YET"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ from grpc_status import rpc_status
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    clone_service_pb2,
+    clone_service_pb2_grpc,
     common_pb2,
     operation_service_pb2,
     operation_service_pb2_grpc,
@@ -37,6 +39,7 @@ from service.api.grpc_gen.dvp.snapshots.v1 import (
     snapshot_service_pb2,
     snapshot_service_pb2_grpc,
 )
+from service.core.requests import NameReplacement
 from service.embedded_cluster.schema import SchemaAdmission
 from service.embedded_cluster.schema.loader import resource_types_of
 from tests.support.gateway import GatewayServer
@@ -47,6 +50,12 @@ UPSTREAM_CRDS = Path(__file__).resolve().parents[3] / "shared" / "crds"
 TIMEOUT = 20.0
 _KEEP_IP = {"KEEP_IP_ADDRESS_UNSPECIFIED": "", "ALWAYS": "Always", "NEVER": "Never"}
 _MODES = {"DryRun": common_pb2.DRY_RUN, "Strict": common_pb2.STRICT, "BestEffort": common_pb2.BEST_EFFORT}
+# A clone's rename: NameReplacement(from_name, to, from_kind), or the tuple (from_name, to[, from_kind]).
+Replacement = NameReplacement | tuple[str, str] | tuple[str, str, str]
+
+
+def _replacements(replacements: Iterable[Replacement]) -> list[NameReplacement]:
+    return [r if isinstance(r, NameReplacement) else NameReplacement(*r) for r in replacements]
 
 
 @dataclass
@@ -134,6 +143,19 @@ class Door:
     async def restore_vm(self, vm: str, vm_snapshot: str, mode: str) -> Obj:
         raise NotImplementedError
 
+    async def clone_vm(self, vm_name: str, *, mode: str | None, replacements: Iterable[Replacement] = (),
+                       prefix: str | None = None, suffix: str | None = None, request_id: str = "") -> Obj:
+        """CloneVirtualMachine. ``mode`` "DryRun" | "Strict" | "BestEffort", or None to send
+        none; ``prefix``/``suffix`` None are not sent (an empty string is). The operation's
+        results carry "sourceName" (a dry run's name map)."""
+        raise NotImplementedError
+
+    async def create_vm_from_snapshot(self, snapshot_name: str, *, mode: str | None,
+                                      replacements: Iterable[Replacement] = (), prefix: str | None = None,
+                                      suffix: str | None = None, request_id: str = "") -> Obj:
+        """CreateVirtualMachineFromSnapshot; the arguments as for ``clone_vm``."""
+        raise NotImplementedError
+
     async def get_operation(self, operation_id: str) -> Obj:
         raise NotImplementedError
 
@@ -187,6 +209,7 @@ class GrpcDoor(Door):
         self.auth = (("authorization", f"Bearer {server.token}"),)
         self.snapshots = snapshot_service_pb2_grpc.SnapshotServiceStub(channel)
         self.restores = restore_service_pb2_grpc.RestoreServiceStub(channel)
+        self.clones = clone_service_pb2_grpc.CloneServiceStub(channel)
         self.operations = operation_service_pb2_grpc.OperationServiceStub(channel)
         self.audit = audit_service_pb2_grpc.AuditServiceStub(channel)
 
@@ -263,6 +286,36 @@ class GrpcDoor(Door):
                                              namespace=self.namespace, virtual_machine_name=vm,
                                              virtual_machine_snapshot_name=vm_snapshot, mode=_MODES[mode])))
 
+    @staticmethod
+    def _clone_fields(mode: str | None, replacements: Iterable[Replacement], prefix: str | None,
+                      suffix: str | None, request_id: str) -> dict[str, Any]:
+        customization = common_pb2.Customization()
+        if prefix is not None:
+            customization.name_prefix = prefix
+        if suffix is not None:
+            customization.name_suffix = suffix
+        return {
+            "mode": _MODES[mode] if mode is not None else common_pb2.APPLY_MODE_UNSPECIFIED,
+            "name_replacements": [common_pb2.NameReplacement(to=r.to, **{"from": common_pb2.NameReplacement.Source(
+                kind=r.from_kind, name=r.from_name)}) for r in _replacements(replacements)],
+            "customization": customization,
+            "request_id": request_id,
+        }
+
+    async def clone_vm(self, vm_name: str, *, mode: str | None, replacements: Iterable[Replacement] = (),
+                       prefix: str | None = None, suffix: str | None = None, request_id: str = "") -> Obj:
+        return to_json(await self._unary(self.clones.CloneVirtualMachine, clone_service_pb2.CloneVirtualMachineRequest(
+            namespace=self.namespace, virtual_machine_name=vm_name,
+            **self._clone_fields(mode, replacements, prefix, suffix, request_id))))
+
+    async def create_vm_from_snapshot(self, snapshot_name: str, *, mode: str | None,
+                                      replacements: Iterable[Replacement] = (), prefix: str | None = None,
+                                      suffix: str | None = None, request_id: str = "") -> Obj:
+        return to_json(await self._unary(
+            self.clones.CreateVirtualMachineFromSnapshot, clone_service_pb2.CreateVirtualMachineFromSnapshotRequest(
+                namespace=self.namespace, virtual_machine_snapshot_name=snapshot_name,
+                **self._clone_fields(mode, replacements, prefix, suffix, request_id))))
+
     async def get_operation(self, operation_id: str) -> Obj:
         return to_json(await self._unary(self.operations.GetOperation,
                                          operation_service_pb2.GetOperationRequest(operation_id=operation_id)))
@@ -292,9 +345,10 @@ class RestDoor(Door):
         self.session = session
         self.base = f"/v1/namespaces/{self.namespace}"
 
-    async def _call(self, method: str, path: str, body: Any = None, *, ok: int = 200) -> Any:
+    async def _call(self, method: str, path: str, body: Any = None, *, ok: int = 200,
+                    headers: dict[str, str] | None = None) -> Any:
         exchange: Exchange = await call(self.session, method, self.server.rest_url + path, json_body=body,
-                                        headers=self.server.auth())
+                                        headers={**self.server.auth(), **(headers or {})})
         if exchange.status >= 400:
             problem = exchange.json()
             raise DoorError(problem["code"], problem["reason"], problem["detail"],
@@ -367,6 +421,34 @@ class RestDoor(Door):
     async def restore_vm(self, vm: str, vm_snapshot: str, mode: str) -> Obj:
         return dict(await self._call("POST", f"{self.base}/virtual-machines/{vm}:restore",
                                      {"virtualMachineSnapshotName": vm_snapshot, "mode": mode}, ok=202))
+
+    async def _clone(self, path: str, mode: str | None, replacements: Iterable[Replacement], prefix: str | None,
+                     suffix: str | None, request_id: str) -> Obj:
+        body: Obj = {}
+        if mode is not None:
+            body["mode"] = mode
+        renames = _replacements(replacements)
+        if renames:
+            body["nameReplacements"] = [
+                {"from": {"kind": r.from_kind, "name": r.from_name} if r.from_kind else {"name": r.from_name},
+                 "to": r.to} for r in renames]
+        customization = {key: value for key, value in (("namePrefix", prefix), ("nameSuffix", suffix))
+                         if value is not None}
+        if customization:
+            body["customization"] = customization
+        headers = {"Idempotency-Key": request_id} if request_id else None
+        return dict(await self._call("POST", path, body, ok=202, headers=headers))
+
+    async def clone_vm(self, vm_name: str, *, mode: str | None, replacements: Iterable[Replacement] = (),
+                       prefix: str | None = None, suffix: str | None = None, request_id: str = "") -> Obj:
+        return await self._clone(f"{self.base}/virtual-machines/{vm_name}:clone", mode, replacements, prefix,
+                                 suffix, request_id)
+
+    async def create_vm_from_snapshot(self, snapshot_name: str, *, mode: str | None,
+                                      replacements: Iterable[Replacement] = (), prefix: str | None = None,
+                                      suffix: str | None = None, request_id: str = "") -> Obj:
+        return await self._clone(f"{self.base}/vm-snapshots/{snapshot_name}:clone", mode, replacements, prefix,
+                                 suffix, request_id)
 
     async def get_operation(self, operation_id: str) -> Obj:
         return dict(await self._call("GET", f"/v1/operations/{operation_id}"))

@@ -1,5 +1,4 @@
-"""CloneService. The core does not implement cloning yet: the calls reach it with no
-request and it answers UNIMPLEMENTED (authenticated and audited like any call)."""
+"""CloneService: a new VM from a stopped VM, or from a VM snapshot, under new names."""
 
 from __future__ import annotations
 
@@ -17,9 +16,10 @@ class CloneServicer(clone_service_pb2_grpc.CloneServiceServicer):
 
     async def CloneVirtualMachine(self, request: pb.CloneVirtualMachineRequest,
                                   context: ServicerContext) -> operation_pb2.Operation:
-        return await self._calls.unary(context, contract.CLONE_VM, request, convert.no_request, convert.operation)
+        return await self._calls.unary(context, contract.CLONE_VM, request, convert.clone_vm_request,
+                                       convert.operation)
 
     async def CreateVirtualMachineFromSnapshot(self, request: pb.CreateVirtualMachineFromSnapshotRequest,
                                                context: ServicerContext) -> operation_pb2.Operation:
         return await self._calls.unary(context, contract.CREATE_VM_FROM_SNAPSHOT, request,
-                                       convert.no_request, convert.operation)
+                                       convert.create_vm_from_snapshot_request, convert.operation)

@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
+    clone_service_pb2,
     common_pb2,
     export_service_pb2,
     operation_pb2,
@@ -50,13 +51,17 @@ from service.core.domain import (
 from service.core.errors import FieldViolation, invalid_argument
 from service.core.requests import (
     CancelOperationRequest,
+    CloneOptions,
+    CloneVmRequest,
     CreateDiskSnapshotRequest,
+    CreateVmFromSnapshotRequest,
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
+    NameReplacement,
     ObjectKey,
     OperationKey,
     RestoreDiskRequest,
@@ -138,12 +143,13 @@ def operation_state(state: OperationState) -> operation_pb2.Operation.State.Valu
 
 def resource_result(result: ResourceResult) -> operation_pb2.ResourceResult:
     return operation_pb2.ResourceResult(api_version=result.api_version, kind=result.kind, name=result.name,
-                                        status=result.status, message=result.message, reason=result.reason)
+                                        status=result.status, message=result.message, reason=result.reason,
+                                        source_name=result.source_name)
 
 
 def resource_result_from_proto(msg: operation_pb2.ResourceResult) -> ResourceResult:
     return ResourceResult(api_version=msg.api_version, kind=msg.kind, name=msg.name, status=msg.status,
-                          message=msg.message, reason=msg.reason)
+                          message=msg.message, reason=msg.reason, source_name=msg.source_name)
 
 
 def operation(op: Operation) -> operation_pb2.Operation:
@@ -394,6 +400,55 @@ def restore_vm_request(msg: restore_service_pb2.RestoreVirtualMachineRequest) ->
         namespace=msg.namespace, virtual_machine_name=msg.virtual_machine_name,
         virtual_machine_snapshot_name=msg.virtual_machine_snapshot_name, mode=apply_mode_from_proto(msg.mode),
         request_id=msg.request_id)
+
+
+# ---------------------------------------------------------------- clones
+
+
+def name_replacement_from_proto(msg: common_pb2.NameReplacement) -> NameReplacement:
+    source = getattr(msg, "from")  # `from` is a Python keyword
+    return NameReplacement(from_name=source.name, to=msg.to, from_kind=source.kind)
+
+
+def name_replacement(replacement: NameReplacement) -> common_pb2.NameReplacement:
+    return common_pb2.NameReplacement(
+        to=replacement.to,
+        **{"from": common_pb2.NameReplacement.Source(kind=replacement.from_kind, name=replacement.from_name)})
+
+
+def clone_options_from_proto(
+    msg: clone_service_pb2.CloneVirtualMachineRequest | clone_service_pb2.CreateVirtualMachineFromSnapshotRequest,
+) -> CloneOptions:
+    """UNSPECIFIED mode is None (the core requires one); an unset prefix or suffix
+    (proto3 ``optional``) is None, a set one is kept even when empty."""
+    custom = msg.customization
+    return CloneOptions(
+        mode=enum_from_proto(ApplyMode, common_pb2.ApplyMode.Name, msg.mode, "mode"),
+        name_replacements=tuple(name_replacement_from_proto(r) for r in msg.name_replacements),
+        name_prefix=custom.name_prefix if custom.HasField("name_prefix") else None,
+        name_suffix=custom.name_suffix if custom.HasField("name_suffix") else None)
+
+
+def customization(options: CloneOptions) -> common_pb2.Customization:
+    custom = common_pb2.Customization()
+    if options.name_prefix is not None:
+        custom.name_prefix = options.name_prefix
+    if options.name_suffix is not None:
+        custom.name_suffix = options.name_suffix
+    return custom
+
+
+def clone_vm_request(msg: clone_service_pb2.CloneVirtualMachineRequest) -> CloneVmRequest:
+    return CloneVmRequest(namespace=msg.namespace, virtual_machine_name=msg.virtual_machine_name,
+                          options=clone_options_from_proto(msg), request_id=msg.request_id)
+
+
+def create_vm_from_snapshot_request(
+    msg: clone_service_pb2.CreateVirtualMachineFromSnapshotRequest,
+) -> CreateVmFromSnapshotRequest:
+    return CreateVmFromSnapshotRequest(
+        namespace=msg.namespace, virtual_machine_snapshot_name=msg.virtual_machine_snapshot_name,
+        options=clone_options_from_proto(msg), request_id=msg.request_id)
 
 
 # ---------------------------------------------------------------- exports

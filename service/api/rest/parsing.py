@@ -112,56 +112,108 @@ async def json_object(request: web.Request, *, required: bool = True) -> dict[st
 
 
 class Body:
-    """Typed reads from a JSON object; collects every violation and rejects unknown fields."""
+    """Typed reads from a JSON object; collects every violation and rejects unknown fields.
 
-    def __init__(self, value: Mapping[str, Any], known: Iterable[str]) -> None:
+    A nested object (``nested``, ``nested_array``) is read by a ``Body`` of its own that shares
+    the violations and names its fields by their path (``nameReplacements[0].from.name``).
+    """
+
+    def __init__(self, value: Mapping[str, Any], known: Iterable[str], *, path: str = "",
+                 violations: list[FieldViolation] | None = None) -> None:
         self._value = value
+        self._path = path
         known_names = set(known)
-        self.violations = [FieldViolation(name, "is not a field of this request")
-                           for name in value if name not in known_names]
+        self.violations = violations if violations is not None else []
+        self.violations += [FieldViolation(self._field(name), "is not a field of this request")
+                            for name in value if name not in known_names]
+
+    def _field(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def _violation(self, name: str, description: str) -> None:
+        self.violations.append(FieldViolation(self._field(name), description))
 
     def string(self, name: str, *, required: bool = False) -> str:
         if name not in self._value:
             if required:
-                self.violations.append(FieldViolation(name, "is required"))
+                self._violation(name, "is required")
             return ""
         value = self._value[name]
         if not isinstance(value, str):
-            self.violations.append(FieldViolation(name, "must be a string"))
+            self._violation(name, "must be a string")
             return ""
+        return value
+
+    def optional_string(self, name: str) -> str | None:
+        """None when absent; a present string is kept as sent (even empty)."""
+        if name not in self._value:
+            return None
+        value = self._value[name]
+        if not isinstance(value, str):
+            self._violation(name, "must be a string")
+            return None
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self._value.get(name, default)
         if not isinstance(value, bool):
-            self.violations.append(FieldViolation(name, "must be a boolean"))
+            self._violation(name, "must be a boolean")
             return default
         return value
 
     def enum(self, name: str, kind: type[E], default: E) -> E:
         """One of ``kind``'s values (its JSON spelling); absent: ``default``."""
+        value = self.optional_enum(name, kind)
+        return default if value is None else value
+
+    def optional_enum(self, name: str, kind: type[E]) -> E | None:
+        """One of ``kind``'s values (its JSON spelling); absent or invalid: None (an
+        invalid one is a violation)."""
         if name not in self._value:
-            return default
+            return None
         value = self._value[name]
         allowed = ", ".join(member.value for member in kind)
         if not isinstance(value, str):
-            self.violations.append(FieldViolation(name, f"must be a string, one of {allowed}"))
-            return default
+            self._violation(name, f"must be a string, one of {allowed}")
+            return None
         try:
             return kind(value)
         except ValueError:
-            self.violations.append(FieldViolation(name, f"must be one of {allowed}"))
-            return default
+            self._violation(name, f"must be one of {allowed}")
+            return None
 
     def string_map(self, name: str) -> dict[str, str]:
         value = self._value.get(name, {})
         if not isinstance(value, dict):
-            self.violations.append(FieldViolation(name, "must be an object of strings"))
+            self._violation(name, "must be an object of strings")
             return {}
-        bad = [FieldViolation(f"{name}[{key!r}]", "must be a string") for key, item in value.items()
+        bad = [FieldViolation(self._field(f"{name}[{key!r}]"), "must be a string") for key, item in value.items()
                if not isinstance(item, str)]
         self.violations += bad
         return {key: item for key, item in value.items() if isinstance(item, str)}
+
+    def nested(self, name: str, known: Iterable[str]) -> Body:
+        """The nested object ``name``, read by a Body of its own (an empty one when
+        absent or not an object; the latter is a violation)."""
+        value = self._value.get(name, {})
+        if not isinstance(value, dict):
+            self._violation(name, "must be an object")
+            value = {}
+        return Body(value, known, path=self._field(name), violations=self.violations)
+
+    def nested_array(self, name: str, known: Iterable[str]) -> list[Body]:
+        """The array of objects ``name`` (absent: empty), one Body per item."""
+        value = self._value.get(name, [])
+        if not isinstance(value, list):
+            self._violation(name, "must be an array of objects")
+            return []
+        items: list[Body] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                self._violation(f"{name}[{index}]", "must be an object")
+                continue
+            items.append(Body(item, known, path=self._field(f"{name}[{index}]"), violations=self.violations))
+        return items
 
     def check(self) -> None:
         if self.violations:

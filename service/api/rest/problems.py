@@ -20,17 +20,30 @@ PROBLEM_TYPE_BASE = "https://snapshots.dvp.deckhouse.io/problems/"
 # JSON names, and the idempotency key travels in a header.
 _FIELD_RENAMES = {"request_id": "Idempotency-Key", "after_version": "Last-Event-ID",
                   "keep_ip_address": "keepIPAddress"}
-_IDENTIFIER_RE = re.compile(r"^[a-z0-9_.]+")
+# A clone's options as the core's request object nests them, and where the body has them
+# (the core reports the proto names, "customization.name_prefix"; both are understood).
+_PREFIX_RENAMES = (("options.name_prefix", "customization.name_prefix"),
+                   ("options.name_suffix", "customization.name_suffix"),
+                   ("options.", ""))
+# A path of identifiers with array indices: "name_replacements[0].from.name"; a map key
+# ("labels['a_b']") ends it and is left as is.
+_PATH_RE = re.compile(r"^[a-z0-9_]+(?:\[\d+\])*(?:\.[a-z0-9_]+(?:\[\d+\])*)*")
+_IDENTIFIER_RE = re.compile(r"[a-z0-9_]+")
 
 
 def rest_field_name(field: str) -> str:
-    """``virtual_disk_name`` -> ``virtualDiskName``; a ``labels['a_b']`` key is left as is."""
+    """``virtual_disk_name`` -> ``virtualDiskName``, ``name_replacements[0].from.name`` ->
+    ``nameReplacements[0].from.name``; a ``labels['a_b']`` key is left as is."""
     if field in _FIELD_RENAMES:
         return _FIELD_RENAMES[field]
-    match = _IDENTIFIER_RE.match(field)
+    for core, rest in _PREFIX_RENAMES:
+        if field.startswith(core):
+            field = rest + field[len(core):]
+            break
+    match = _PATH_RE.match(field)
     if match is None:
         return field
-    head = ".".join(_camel(part) for part in match.group(0).split("."))
+    head = _IDENTIFIER_RE.sub(lambda m: _camel(m.group(0)), match.group(0))
     return head + field[match.end():]
 
 

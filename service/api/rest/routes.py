@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from service.api.rest.handlers import audit, disk_snapshots, health, operations, restore, vm_snapshots
+from service.api.rest.handlers import audit, clone, disk_snapshots, health, operations, restore, vm_snapshots
 from service.api.rest.handlers.unimplemented import unimplemented
 from service.core import contract
 
@@ -46,11 +46,12 @@ CONTRACT_ROUTES: tuple[ContractRoute, ...] = (
     C("GET", f"{NS}/vm-snapshots:watch", contract.WATCH_VM_SNAPSHOTS, vm_snapshots.watch_vm_snapshots),
     C("GET", f"{NS}/vm-snapshots/{NAME}", contract.GET_VM_SNAPSHOT, vm_snapshots.get_vm_snapshot),
     C("DELETE", f"{NS}/vm-snapshots/{NAME}", contract.DELETE_VM_SNAPSHOT, vm_snapshots.delete_vm_snapshot),
-    C("POST", f"{NS}/vm-snapshots/{NAME}:clone", contract.CREATE_VM_FROM_SNAPSHOT, unimplemented),
+    C("POST", f"{NS}/vm-snapshots/{NAME}:clone", contract.CREATE_VM_FROM_SNAPSHOT,
+      clone.create_vm_from_snapshot),
     C("POST", f"{NS}/disks:restore", contract.RESTORE_DISK, restore.restore_disk),
     C("GET", f"{NS}/disks/{NAME}:export", contract.EXPORT_DISK, unimplemented),
     C("POST", f"{NS}/virtual-machines/{NAME}:restore", contract.RESTORE_VM, restore.restore_vm),
-    C("POST", f"{NS}/virtual-machines/{NAME}:clone", contract.CLONE_VM, unimplemented),
+    C("POST", f"{NS}/virtual-machines/{NAME}:clone", contract.CLONE_VM, clone.clone_vm),
     C("GET", "/v1/operations", contract.LIST_OPERATIONS, operations.list_operations),
     C("GET", f"/v1/operations/{OP_ID}", contract.GET_OPERATION, operations.get_operation),
     C("GET", f"/v1/operations/{OP_ID}/timeline", contract.GET_OPERATION_TIMELINE, operations.get_operation_timeline),

@@ -43,7 +43,7 @@ def condition(c: Condition) -> JsonObject:
 
 def resource_result(r: ResourceResult) -> JsonObject:
     return {"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "status": r.status, "message": r.message,
-            "reason": r.reason}
+            "reason": r.reason, "sourceName": r.source_name}
 
 
 def operation_error(e: OperationError) -> JsonObject:

@@ -7,10 +7,18 @@ its status maps to the operation, its use cases), its line below, its contract e
 
 from __future__ import annotations
 
-from service.core.capabilities import audit_log, disk_snapshots, operations, restore_disk, restore_vm, vm_snapshots
+from service.core.capabilities import (
+    audit_log,
+    clones,
+    disk_snapshots,
+    operations,
+    restore_disk,
+    restore_vm,
+    vm_snapshots,
+)
 from service.core.capabilities.registry import Deps, Registry
 
-MODULES = (disk_snapshots, vm_snapshots, restore_disk, restore_vm, operations, audit_log)
+MODULES = (disk_snapshots, vm_snapshots, restore_disk, restore_vm, clones, operations, audit_log)
 
 
 def build_registry(deps: Deps) -> Registry:

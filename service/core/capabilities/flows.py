@@ -52,17 +52,29 @@ def operation_error(exc: ApiError) -> OperationError:
 
 
 def request_from_document(cls: type[Req], doc: dict[str, Any]) -> Req:
-    """The request a stored operation holds (``request_document``), as its dataclass again."""
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in doc:
-            continue
-        value, hint = doc[f.name], hints.get(f.name)
-        if isinstance(hint, type) and issubclass(hint, Enum) and value is not None:
-            value = hint(value)
-        values[f.name] = value
-    return cls(**values)
+    """The request a stored operation holds (``request_document``), as its dataclass again
+    (nested dataclasses, tuples of them and enums included)."""
+    value: Req = _coerce(cls, doc)
+    return value
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        hints = typing.get_type_hints(hint)
+        fields = {f.name for f in dataclasses.fields(hint)}
+        return hint(**{k: _coerce(hints[k], v) for k, v in value.items() if k in fields})
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and args and isinstance(value, list):
+        return tuple(_coerce(args[0], item) for item in value)
+    if args and origin is not dict and origin is not list:  # X | None
+        concrete = [a for a in args if a is not type(None)]
+        if len(concrete) == 1:
+            return _coerce(concrete[0], value)
+    return value
 
 
 def with_operation(exc: ApiError, op: Operation, *, retried: bool = True) -> ApiError:

@@ -45,6 +45,7 @@ from service.core import contract
 from service.core import validation as v
 from service.core.capabilities.flows import generated_name
 from service.core.capabilities.registry import Deps, Registry
+from service.core.capabilities.results import CONFLICT, follow_with_results
 from service.core.capabilities.shape import Plan, Reads
 from service.core.domain import ApplyMode, Operation, OperationType, ResourceRef, ResourceResult
 from service.core.errors import (
@@ -55,17 +56,13 @@ from service.core.errors import (
     failed_precondition,
     invalid_argument,
 )
-from service.core.op_updates import Change, Mutation
-from service.core.progress import follow_resource
+from service.core.op_updates import Mutation
 from service.core.requests import RestoreVmRequest
 
 KIND = VIRTUAL_MACHINE_OPERATION
-CONFLICT = "Conflict"
 API = VIRTUAL_MACHINE.api_version
 # Conflicts a Strict or BestEffort restore cannot go past.
 IMAGE_KINDS = {VIRTUAL_IMAGE.kind: VIRTUAL_IMAGE, CLUSTER_VIRTUAL_IMAGE.kind: CLUSTER_VIRTUAL_IMAGE}
-# Statuses of what the gateway found itself: a platform status other than Failed does not replace them.
-GATEWAY_FINDINGS = frozenset({CONFLICT, "Pending", "Dropped"})
 BLOCKING = frozenset({"VirtualMachineNotFound", "UidMismatch", "AttachedToAnotherVM", "IPAddressInUse",
                       "MACAddressInUse"})
 
@@ -260,34 +257,7 @@ class RestoreVm:
             mode=ApplyMode(req.get("mode") or ApplyMode.STRICT.value), operation_id=op.id, actor=op.actor)
 
     def follow(self, obj: dict[str, Any] | None) -> Mutation:
-        follow = follow_resource(KIND, obj, deleting=False)
-
-        def mutate(op: Operation) -> Change | None:
-            change = follow(op)
-            merged = merge_results(op.results, results_from_resource(obj)) if obj is not None else op.results
-            if merged == op.results:
-                return change
-            op.results = merged
-            return change or Change("Resources", "per-resource results updated")
-
-        return mutate
-
-
-def merge_results(ours: list[ResourceResult], platform: list[ResourceResult]) -> list[ResourceResult]:
-    """The gateway's findings merged with the platform's ``status.resources`` (one entry
-    per object; the platform's status wins, our reason and message fill what it lacks)."""
-    merged: dict[tuple[str, str], ResourceResult] = {(r.kind, r.name): r for r in ours}
-    for item in platform:
-        key = (item.kind, item.name)
-        mine = merged.get(key)
-        if mine is None:
-            merged[key] = item
-        elif mine.status in GATEWAY_FINDINGS and item.status != "Failed":
-            continue  # our finding (a conflict, an image kept Pending or Dropped) says more than InProgress/Completed
-        else:
-            merged[key] = ResourceResult(item.api_version or mine.api_version, item.kind, item.name, item.status,
-                                         item.message or mine.message, item.reason or mine.reason)
-    return list(merged.values())
+        return follow_with_results(KIND, obj)
 
 
 def register(registry: Registry, deps: Deps) -> None:

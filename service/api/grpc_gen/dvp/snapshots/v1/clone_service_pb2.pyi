@@ -39,7 +39,10 @@ class CloneVirtualMachineRequest(_message.Message):
     virtual_machine_name: _builtins.str
     """The VirtualMachine to clone; it must be stopped. Required."""
     mode: _common_pb2.ApplyMode.ValueType
-    """DRY_RUN reports conflicts per resource and creates nothing. Required."""
+    """DRY_RUN creates nothing and answers the name map as the operation's results (each
+    with source_name), conflicts included. Required: APPLY_MODE_UNSPECIFIED is
+    INVALID_ARGUMENT.
+    """
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
     @_builtins.property
@@ -87,7 +90,10 @@ class CreateVirtualMachineFromSnapshotRequest(_message.Message):
     virtual_machine_snapshot_name: _builtins.str
     """The VirtualMachineSnapshot to create from. Required."""
     mode: _common_pb2.ApplyMode.ValueType
-    """DRY_RUN reports conflicts per resource and creates nothing. Required."""
+    """DRY_RUN creates nothing and answers the name map as the operation's results (each
+    with source_name), conflicts included. Required: APPLY_MODE_UNSPECIFIED is
+    INVALID_ARGUMENT.
+    """
     request_id: _builtins.str
     """Idempotency key (AIP-155)."""
     @_builtins.property

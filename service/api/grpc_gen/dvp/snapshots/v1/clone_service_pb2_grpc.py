@@ -29,7 +29,9 @@ if _version_not_supported:
 
 class CloneServiceStub:
     """Creates new virtual machines from existing ones or from VM snapshots. The new objects
-    get new IP and MAC addresses; both calls return an Operation at once.
+    get new IP and MAC addresses; both calls return an Operation at once. Each new name is
+    name_prefix + (the NameReplacement's `to`, or the old name) + name_suffix; names that
+    are taken are reported per resource in the operation's results (status "Conflict").
     """
 
     def __init__(self, channel):
@@ -52,11 +54,13 @@ class CloneServiceStub:
 
 class CloneServiceServicer:
     """Creates new virtual machines from existing ones or from VM snapshots. The new objects
-    get new IP and MAC addresses; both calls return an Operation at once.
+    get new IP and MAC addresses; both calls return an Operation at once. Each new name is
+    name_prefix + (the NameReplacement's `to`, or the old name) + name_suffix; names that
+    are taken are reported per resource in the operation's results (status "Conflict").
     """
 
     def CloneVirtualMachine(self, request, context):
-        """Clones a stopped VirtualMachine (VMOP type Clone).
+        """Clones a stopped VirtualMachine (VMOP type Clone); a running one is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,7 +96,9 @@ def add_CloneServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class CloneService:
     """Creates new virtual machines from existing ones or from VM snapshots. The new objects
-    get new IP and MAC addresses; both calls return an Operation at once.
+    get new IP and MAC addresses; both calls return an Operation at once. Each new name is
+    name_prefix + (the NameReplacement's `to`, or the old name) + name_suffix; names that
+    are taken are reported per resource in the operation's results (status "Conflict").
     """
 
     @staticmethod

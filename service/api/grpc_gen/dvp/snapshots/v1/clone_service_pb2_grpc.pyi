@@ -31,7 +31,9 @@ GRPC_VERSION: str
 
 class CloneServiceStub:
     """Creates new virtual machines from existing ones or from VM snapshots. The new objects
-    get new IP and MAC addresses; both calls return an Operation at once.
+    get new IP and MAC addresses; both calls return an Operation at once. Each new name is
+    name_prefix + (the NameReplacement's `to`, or the old name) + name_suffix; names that
+    are taken are reported per resource in the operation's results (status "Conflict").
     """
 
     @_typing.overload
@@ -39,25 +41,29 @@ class CloneServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CloneServiceAsyncStub: ...
     CloneVirtualMachine: _grpc.UnaryUnaryMultiCallable[_clone_service_pb2.CloneVirtualMachineRequest, _operation_pb2.Operation]
-    """Clones a stopped VirtualMachine (VMOP type Clone)."""
+    """Clones a stopped VirtualMachine (VMOP type Clone); a running one is FAILED_PRECONDITION."""
     CreateVirtualMachineFromSnapshot: _grpc.UnaryUnaryMultiCallable[_clone_service_pb2.CreateVirtualMachineFromSnapshotRequest, _operation_pb2.Operation]
     """Creates a VirtualMachine from a VirtualMachineSnapshot (VMSOP type CreateVirtualMachine)."""
 
 @_typing.type_check_only
 class CloneServiceAsyncStub(CloneServiceStub):
     """Creates new virtual machines from existing ones or from VM snapshots. The new objects
-    get new IP and MAC addresses; both calls return an Operation at once.
+    get new IP and MAC addresses; both calls return an Operation at once. Each new name is
+    name_prefix + (the NameReplacement's `to`, or the old name) + name_suffix; names that
+    are taken are reported per resource in the operation's results (status "Conflict").
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CloneVirtualMachine: _aio.UnaryUnaryMultiCallable[_clone_service_pb2.CloneVirtualMachineRequest, _operation_pb2.Operation]  # type: ignore[assignment]
-    """Clones a stopped VirtualMachine (VMOP type Clone)."""
+    """Clones a stopped VirtualMachine (VMOP type Clone); a running one is FAILED_PRECONDITION."""
     CreateVirtualMachineFromSnapshot: _aio.UnaryUnaryMultiCallable[_clone_service_pb2.CreateVirtualMachineFromSnapshotRequest, _operation_pb2.Operation]  # type: ignore[assignment]
     """Creates a VirtualMachine from a VirtualMachineSnapshot (VMSOP type CreateVirtualMachine)."""
 
 class CloneServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates new virtual machines from existing ones or from VM snapshots. The new objects
-    get new IP and MAC addresses; both calls return an Operation at once.
+    get new IP and MAC addresses; both calls return an Operation at once. Each new name is
+    name_prefix + (the NameReplacement's `to`, or the old name) + name_suffix; names that
+    are taken are reported per resource in the operation's results (status "Conflict").
     """
 
     @_abc_1.abstractmethod
@@ -66,7 +72,7 @@ class CloneServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clone_service_pb2.CloneVirtualMachineRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_operation_pb2.Operation, _abc.Awaitable[_operation_pb2.Operation]]:
-        """Clones a stopped VirtualMachine (VMOP type Clone)."""
+        """Clones a stopped VirtualMachine (VMOP type Clone); a running one is FAILED_PRECONDITION."""
 
     @_abc_1.abstractmethod
     def CreateVirtualMachineFromSnapshot(

@@ -234,6 +234,7 @@ class ResourceResult(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    SOURCE_NAME_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     """apiVersion of the object."""
     kind: _builtins.str
@@ -250,6 +251,8 @@ class ResourceResult(_message.Message):
     """Machine-readable reason, e.g. AttachedToAnotherVM, IPAddressInUse, ImageNotFound;
     empty when there is none.
     """
+    source_name: _builtins.str
+    """A clone's name map: the name of the object this one is made from; empty otherwise."""
     def __init__(
         self,
         *,
@@ -259,10 +262,11 @@ class ResourceResult(_message.Message):
         status: _builtins.str = ...,
         message: _builtins.str = ...,
         reason: _builtins.str = ...,
+        source_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "message", b"message", "name", b"name", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "kind", b"kind", "message", b"message", "name", b"name", "reason", b"reason", "source_name", b"source_name", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -187,11 +187,13 @@ class WatchHub:
             return None
         return informer.cache.get((namespace, name))
 
-    def list_cached(self, kind: ResourceKind, namespace: str | None = None) -> list[Obj]:
+    def list_cached(self, kind: ResourceKind, namespace: str) -> list[Obj] | None:
+        """Every object of the namespace the kind's shared watch has seen (read-only), or
+        None when that watch is not synced (then ask the cluster)."""
         informer = self._informers.get(kind)
         if informer is None or not informer.synced.is_set():
-            return []
-        return [obj for key, obj in sorted(informer.cache.items()) if namespace is None or key[0] == namespace]
+            return None
+        return [obj for key, obj in informer.cache.items() if key[0] == namespace]
 
     async def wait_synced(self, kind: ResourceKind) -> None:
         """Start the kind's informer if needed and wait for its first full list.

@@ -134,6 +134,10 @@ class WatchSource(Protocol):
         """The latest object the kind's shared watch has seen (read-only), or None when
         not seen or not synced: then ask the cluster."""
 
+    def list_cached(self, kind: ResourceKind, namespace: str) -> list[dict[str, Any]] | None:
+        """The namespace's objects the kind's shared watch has seen (read-only), or None
+        when it is not synced: then ask the cluster."""
+
     async def wait_synced(self, kind: ResourceKind) -> None:
         """Start the kind's shared watch and wait for its first full list."""
 

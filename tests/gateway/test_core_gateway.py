@@ -166,7 +166,8 @@ async def test_create_runs_to_succeeded_with_a_timeline(core: Core) -> None:
     assert op.target.name == DISK and op.target.uid
 
     done = await wait_done(core, op.id)
-    assert done.state is OperationState.SUCCEEDED and done.phase == "Ready" and done.end_time is not None
+    assert done.state is OperationState.SUCCEEDED and done.phase == "Ready" and done.end_time is not None, (
+        done.error, done.conditions)
     assert any(c.type == "VirtualDiskSnapshotReady" and c.status == "True" for c in done.conditions)
 
     timeline = await core.gateway.call(ctx, C.GET_OPERATION_TIMELINE, OperationKey(op.id))

@@ -13,7 +13,7 @@ and says so, Strict refuses naming them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from service.cluster.kinds import (
@@ -46,7 +46,7 @@ from service.core.capabilities.registry import Deps, Registry
 from service.core.capabilities.restore_vm import saved_configuration
 from service.core.capabilities.results import CONFLICT, finding, follow_with_results
 from service.core.capabilities.shape import Plan, Reads
-from service.core.domain import ApplyMode, Operation, OperationType, ResourceRef, ResourceResult
+from service.core.domain import ApplyMode, Operation, OperationState, OperationType, ResourceRef, ResourceResult
 from service.core.errors import (
     ApiError,
     Code,
@@ -54,8 +54,8 @@ from service.core.errors import (
     PreconditionViolation,
     failed_precondition,
 )
-from service.core.op_updates import Mutation
-from service.core.ports import ResourceKind
+from service.core.op_updates import Change, Mutation
+from service.core.ports import OperationRepository, ResourceKind
 from service.core.requests import CloneOptions, CloneVmRequest, CreateVmFromSnapshotRequest, NameReplacement
 
 API = VIRTUAL_MACHINE.api_version
@@ -66,6 +66,7 @@ ADDRESS_KINDS = (VIRTUAL_MACHINE_IP_ADDRESS.kind, VIRTUAL_MACHINE_MAC_ADDRESS.ki
 REPLACEABLE_KINDS = (*RENAMED_KINDS, *ADDRESS_KINDS)
 IMAGE_KINDS = {VIRTUAL_IMAGE.kind: VIRTUAL_IMAGE, CLUSTER_VIRTUAL_IMAGE.kind: CLUSTER_VIRTUAL_IMAGE}
 TERMINAL_PHASES = frozenset({"Completed", "Failed", "Superseded"})
+CLONE_TYPES = frozenset({OperationType.CLONE_VM, OperationType.CREATE_VM_FROM_SNAPSHOT})
 
 GUEST_WARNING = (
     "prepare the guest before cloning, as the guide says: reset /etc/machine-id, remove the SSH host keys, "
@@ -166,26 +167,39 @@ def map_violations(opts: CloneOptions, sources: list[Source], planned: list[Reso
     return found
 
 
-async def _planned_by_other_clones(reads: Reads, namespace: str) -> dict[tuple[str, str], str]:
-    """Names that clones still in flight in the namespace will take: (kind, name) -> operation."""
+async def _planned_by_other_clones(reads: Reads, operations: OperationRepository,
+                                   namespace: str) -> dict[tuple[str, str], str]:
+    """Names that clones still in flight in the namespace will take: (kind, name) -> by whom.
+
+    The gateway's own clones from their write-ahead rows (committed before their resource
+    is written, so a clone accepted a moment ago counts); anyone else's from the cluster's
+    operations, read from the shared watches."""
     planned: dict[tuple[str, str], str] = {}
+    for op in await operations.unfinished():
+        dry_run = (op.request.get("options") or {}).get("mode") == ApplyMode.DRY_RUN.value
+        if op.namespace == namespace and op.type in CLONE_TYPES and not dry_run:
+            for r in op.results:
+                if r.reason == "Renamed":
+                    planned[(r.kind, r.name)] = f"operation {op.id}"
     for kind, params_key in ((VIRTUAL_MACHINE_OPERATION, "clone"),
                              (VIRTUAL_MACHINE_SNAPSHOT_OPERATION, "createVirtualMachine")):
-        for op in await reads.list(kind, namespace):
-            params = spec(op).get(params_key)
-            if not isinstance(params, dict) or phase(op) in TERMINAL_PHASES or metadata(op).get("deletionTimestamp"):
+        for op_obj in await reads.list_cached(kind, namespace):
+            params = spec(op_obj).get(params_key)
+            if not isinstance(params, dict) or phase(op_obj) in TERMINAL_PHASES \
+                    or metadata(op_obj).get("deletionTimestamp") or params.get("mode") == "DryRun":
                 continue
             opts = options_from_spec(params)
             if kind is VIRTUAL_MACHINE_OPERATION:
-                vm = await reads.find(VIRTUAL_MACHINE, namespace, str(spec(op).get("virtualMachineName", "")))
+                vm = await reads.find(VIRTUAL_MACHINE, namespace, str(spec(op_obj).get("virtualMachineName", "")))
                 sources = vm_sources(vm) if vm is not None else []
             else:
                 snap = await reads.find(VIRTUAL_MACHINE_SNAPSHOT, namespace,
-                                        str(spec(op).get("virtualMachineSnapshotName", "")))
+                                        str(spec(op_obj).get("virtualMachineSnapshotName", "")))
                 sources = snapshot_sources(snap) if snap is not None else []
             for source in sources:
                 if source.kind in RENAMED_KINDS:
-                    planned[(source.kind, new_name(opts, source))] = f"{kind.kind} {metadata(op).get('name')!r}"
+                    planned.setdefault((source.kind, new_name(opts, source)),
+                                       f"{kind.kind} {metadata(op_obj).get('name')!r}")
     return planned
 
 
@@ -230,8 +244,8 @@ class _Clone:
 
     kind: ResourceKind
 
-    def name_for(self, req: Any) -> str:
-        return generated_name("clone-")
+    def __init__(self, operations: OperationRepository) -> None:
+        self._operations = operations
 
     async def _plan(self, reads: Reads, name: str, opts: CloneOptions, sources: list[Source],
                     vm_spec: dict[str, Any], target: ResourceRef) -> Plan:
@@ -268,9 +282,8 @@ class _Clone:
                                "and every conflict found")
         return Plan(name=name, target=target, warnings=warnings, results=results)
 
-    @staticmethod
-    async def _taken(reads: Reads, namespace: str, planned: list[ResourceResult]) -> list[ResourceResult]:
-        others = await _planned_by_other_clones(reads, namespace)
+    async def _taken(self, reads: Reads, namespace: str, planned: list[ResourceResult]) -> list[ResourceResult]:
+        others = await _planned_by_other_clones(reads, self._operations, namespace)
         found = []
         for entry in planned:
             kind = RENAMED_KINDS.get(entry.kind)
@@ -303,7 +316,17 @@ class _Clone:
         return found
 
     def follow(self, obj: dict[str, Any] | None) -> Mutation:
-        return follow_with_results(self.kind, obj)
+        follow = follow_with_results(self.kind, obj)
+
+        def mutate(op: Operation) -> Change | None:
+            change = follow(op)
+            if op.state is OperationState.SUCCEEDED and op.request.get("options", {}).get("mode") != "DryRun":
+                # The new address objects exist now; the platform named them.
+                op.results = [replace(r, status="Created") if r.reason == "NewAddress" and r.status == "Planned"
+                              else r for r in op.results]
+            return change
+
+        return mutate
 
 
 def _replace_by_key(planned: list[ResourceResult], conflicts: list[ResourceResult]) -> list[ResourceResult]:
@@ -319,6 +342,9 @@ class CloneVm(_Clone):
     def check(self, req: CloneVmRequest) -> None:
         found = v.namespace(req.namespace) + v.dns1123_subdomain("virtual_machine_name", req.virtual_machine_name)
         v.raise_if_any(found + check_options(req.options) + v.request_id(req.request_id))
+
+    def name_for(self, req: CloneVmRequest) -> str:
+        return generated_name(f"{req.virtual_machine_name[:40].rstrip('.-')}-clone-")
 
     def target_of(self, req: CloneVmRequest) -> ResourceRef:
         return ResourceRef(API, VIRTUAL_MACHINE.kind, req.virtual_machine_name, req.namespace)
@@ -350,6 +376,9 @@ class CreateVmFromSnapshot(_Clone):
         found = v.namespace(req.namespace)
         found += v.dns1123_subdomain("virtual_machine_snapshot_name", req.virtual_machine_snapshot_name)
         v.raise_if_any(found + check_options(req.options) + v.request_id(req.request_id))
+
+    def name_for(self, req: CreateVmFromSnapshotRequest) -> str:
+        return generated_name(f"{req.virtual_machine_snapshot_name[:40].rstrip('.-')}-new-vm-")
 
     def target_of(self, req: CreateVmFromSnapshotRequest) -> ResourceRef:
         return ResourceRef(API, VIRTUAL_MACHINE_SNAPSHOT.kind, req.virtual_machine_snapshot_name, req.namespace)
@@ -397,8 +426,8 @@ def _details(opts: CloneOptions) -> dict[str, Any]:
 
 
 def register(registry: Registry, deps: Deps) -> None:
-    registry.serve_creates(contract.CLONE_VM, CloneVm(), deps.flows,
+    registry.serve_creates(contract.CLONE_VM, CloneVm(deps.operations), deps.flows,
                            lambda req: {"virtual_machine_name": req.virtual_machine_name, **_details(req.options)})
-    registry.serve_creates(contract.CREATE_VM_FROM_SNAPSHOT, CreateVmFromSnapshot(), deps.flows,
+    registry.serve_creates(contract.CREATE_VM_FROM_SNAPSHOT, CreateVmFromSnapshot(deps.operations), deps.flows,
                            lambda req: {"virtual_machine_snapshot_name": req.virtual_machine_snapshot_name,
                                         **_details(req.options)})

@@ -121,7 +121,7 @@ class RestoreVm:
         v.raise_if_any(found)
 
     def name_for(self, req: RestoreVmRequest) -> str:
-        return generated_name(f"{req.virtual_machine_name[:40]}-restore-")
+        return generated_name(f"{req.virtual_machine_name[:40].rstrip('.-')}-restore-")
 
     def target_of(self, req: RestoreVmRequest) -> ResourceRef:
         return ResourceRef(API, VIRTUAL_MACHINE.kind, req.virtual_machine_name, req.namespace)

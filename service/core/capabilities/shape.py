@@ -68,6 +68,12 @@ class Reads:
                 return None
             raise
 
+    async def list_cached(self, kind: ResourceKind, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's objects from the shared watch's cache (no round trip, may lag the
+        cluster by a watch event), else from the cluster."""
+        cached = self._cache.list_cached(kind, namespace)
+        return cached if cached is not None else await self.list(kind, namespace)
+
     async def list(self, kind: ResourceKind, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         token = ""

@@ -242,8 +242,10 @@ class ResourceResult(_message.Message):
     name: _builtins.str
     """Name of the object."""
     status: _builtins.str
-    """"InProgress", "Completed" or "Failed"; "Conflict" when the gateway found one
-    before writing anything (e.g. a DRY_RUN restore).
+    """The platform's "InProgress", "Completed" or "Failed", or what the gateway found
+    before writing anything: "Conflict" (e.g. a taken name), "Planned" (a clone's name
+    map entry), "Pending" (a restore waiting for a missing image), "Dropped" (BestEffort
+    left a missing image out), "Saved" (what a VM snapshot saved).
     """
     message: _builtins.str
     """Detail, e.g. the conflict found."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,22 @@ async def test_missing_disk_and_existing_name(core: Core) -> None:
     assert caught.value.code is Code.ALREADY_EXISTS
     page = await core.db.operations.list_page(OperationFilter(namespace=NS), 50, "")
     assert len(page.items) == 1  # failed checks write no operation
+
+
+async def test_a_replay_racing_its_own_slow_request_adopts_the_resource(core: Core) -> None:
+    """The reconciler replays a PENDING operation whose request looks lost. If the request
+    was only slow and wrote the resource meanwhile, the replay's name check finds that
+    resource: it is ours (labelled with the operation), so the operation is not failed."""
+    disk = await disk_of(core, "no-agent-vm")  # its snapshot stays Pending: the operation stays RUNNING
+    op = await core.gateway.call(core.ctx(), C.CREATE_DISK_SNAPSHOT, CreateDiskSnapshotRequest(
+        namespace=NS, virtual_disk_name=disk, name="raced"))
+    assert op.state is OperationState.RUNNING and op.resource is not None and op.resource.uid
+    # What the reconciler read before the request's update landed: PENDING, nothing written yet.
+    stale = replace(op, state=OperationState.PENDING, resource=replace(op.resource, uid=""),
+                    create_time=op.create_time - timedelta(minutes=5))
+    await core.gateway.reconciler.reconcile(stale)
+    current = await core.db.operations.get(op.id)
+    assert current is not None and current.state is OperationState.RUNNING, (current.state, current.error)
 
 
 @sqlite_only

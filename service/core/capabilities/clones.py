@@ -167,17 +167,19 @@ def map_violations(opts: CloneOptions, sources: list[Source], planned: list[Reso
     return found
 
 
-async def _planned_by_other_clones(reads: Reads, operations: OperationRepository,
-                                   namespace: str) -> dict[tuple[str, str], str]:
+async def _planned_by_other_clones(reads: Reads, operations: OperationRepository, namespace: str,
+                                   resource_name: str) -> dict[tuple[str, str], str]:
     """Names that clones still in flight in the namespace will take: (kind, name) -> by whom.
 
     The gateway's own clones from their write-ahead rows (committed before their resource
     is written, so a clone accepted a moment ago counts); anyone else's from the cluster's
-    operations, read from the shared watches."""
+    operations, read from the shared watches. ``resource_name`` is the clone being planned
+    (a replay must not collide with its own row or its own custom resource)."""
     planned: dict[tuple[str, str], str] = {}
     for op in await operations.unfinished():
         dry_run = (op.request.get("options") or {}).get("mode") == ApplyMode.DRY_RUN.value
-        if op.namespace == namespace and op.type in CLONE_TYPES and not dry_run:
+        itself = op.resource is not None and op.resource.name == resource_name
+        if op.namespace == namespace and op.type in CLONE_TYPES and not dry_run and not itself:
             for r in op.results:
                 if r.reason == "Renamed":
                     planned[(r.kind, r.name)] = f"operation {op.id}"
@@ -186,7 +188,8 @@ async def _planned_by_other_clones(reads: Reads, operations: OperationRepository
         for op_obj in await reads.list_cached(kind, namespace):
             params = spec(op_obj).get(params_key)
             if not isinstance(params, dict) or phase(op_obj) in TERMINAL_PHASES \
-                    or metadata(op_obj).get("deletionTimestamp") or params.get("mode") == "DryRun":
+                    or metadata(op_obj).get("deletionTimestamp") or params.get("mode") == "DryRun" \
+                    or metadata(op_obj).get("name") == resource_name:
                 continue
             opts = options_from_spec(params)
             if kind is VIRTUAL_MACHINE_OPERATION:
@@ -252,7 +255,7 @@ class _Clone:
         namespace = target.namespace
         planned = name_map(opts, sources)
         v.raise_if_any(map_violations(opts, sources, planned), "the clone's names are invalid")
-        conflicts = await self._taken(reads, namespace, planned)
+        conflicts = await self._taken(reads, namespace, planned, name)
         images = await self._missing_images(reads, namespace, vm_spec, opts.mode)
         if opts.mode is not ApplyMode.DRY_RUN:
             if conflicts:
@@ -282,8 +285,9 @@ class _Clone:
                                "and every conflict found")
         return Plan(name=name, target=target, warnings=warnings, results=results)
 
-    async def _taken(self, reads: Reads, namespace: str, planned: list[ResourceResult]) -> list[ResourceResult]:
-        others = await _planned_by_other_clones(reads, self._operations, namespace)
+    async def _taken(self, reads: Reads, namespace: str, planned: list[ResourceResult],
+                     resource_name: str) -> list[ResourceResult]:
+        others = await _planned_by_other_clones(reads, self._operations, namespace, resource_name)
         found = []
         for entry in planned:
             kind = RENAMED_KINDS.get(entry.kind)

@@ -192,7 +192,14 @@ class WriteAhead:
         except ApiError as exc:
             if exc.code in RETRYABLE:
                 raise
-            await self._writer.update(op.id, fail(operation_error(exc)))
+            # The request that recorded the operation may have written the resource while
+            # this replay was checking (a slow request, not a crashed one): the name is then
+            # "taken" by our own resource, which is adopted, not failed.
+            ours = await self._ours(cap.kind, op) if exc.code is Code.ALREADY_EXISTS else None
+            if ours is not None:
+                await self._writer.update(op.id, _follow_created(cap, ours))
+                return
+            await self._writer.update(op.id, _fail_unless_written(operation_error(exc)))
             return
         op = await self._writer.update(op.id, _resolved(plan))
         if op.resource is None or op.resource.uid or op.done:
@@ -273,6 +280,18 @@ class WriteAhead:
         except ApiError as exc:
             if exc.code is not Code.NOT_FOUND:
                 raise
+
+
+def _fail_unless_written(error: OperationError) -> Mutation:
+    """FAILED, unless the resource was written meanwhile (then the watch decides)."""
+    failed = fail(error)
+
+    def mutate(op: Operation) -> Change | None:
+        if op.resource is not None and op.resource.uid:
+            return None
+        return failed(op)
+
+    return mutate
 
 
 def _resolved(plan: Plan) -> Mutation:

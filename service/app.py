@@ -28,8 +28,10 @@ from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.lease import LeaderElector
 from service.cluster.watch_hub import WatchHub
 from service.core.auth import Authenticator, Authorizer, PolicyAuthorizer, StaticTokenAuthenticator
+from service.core.export_settings import ExportSettings
 from service.core.gateway import CoreSettings, Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
+from service.export.upstream import UpstreamBlocks
 from service.settings import Settings, load_tls
 from service.store.db import Database, migrate
 from service.store.engine import safe_url
@@ -59,11 +61,15 @@ class GatewayApp:
     _cluster: KubeClient | None = None
     _elector: LeaderElector | None = None
     _elector_task: asyncio.Task[None] | None = None
+    _blocks: UpstreamBlocks | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, core_settings: CoreSettings | None = None) -> GatewayApp:
-        core = core_settings or CoreSettings(resync_interval=settings.reconcile_interval,
-                                            lease_namespace=settings.lease_namespace)
+        core = core_settings or CoreSettings(
+            resync_interval=settings.reconcile_interval, lease_namespace=settings.lease_namespace,
+            export=ExportSettings(max_concurrent=settings.export_max_concurrent,
+                                  max_per_caller=settings.export_max_per_caller,
+                                  piece=settings.export_chunk_bytes))
         if settings.auth == "kubernetes":
             # Built in start(), once there is a cluster client to ask.
             return cls(settings, None, None, core)
@@ -104,9 +110,10 @@ class GatewayApp:
                                       identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
                                       lease_seconds=int(cs.lease_duration))
         self._elector_task = asyncio.create_task(self._elector.run(), name="lease")
+        self._blocks = UpstreamBlocks(cluster.authorization, client_cert=cluster.client_certificate())
         self._gateway = Gateway(operations=self._db.operations, audit=self._db.audit, cluster=cluster,
                                 hub=self._hub, authenticator=self.authenticator, authorizer=self.authorizer,
-                                settings=cs, leader=self._elector)
+                                settings=cs, leader=self._elector, blocks=self._blocks)
         await self._gateway.start()
 
         tls = load_tls(s)
@@ -140,6 +147,8 @@ class GatewayApp:
             self._elector_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._elector_task
+        if self._blocks is not None:
+            await self._blocks.close()
         if self._hub is not None:
             await self._hub.close()
         if self._cluster is not None:

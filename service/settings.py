@@ -49,6 +49,10 @@ class Settings:
     reconcile_interval: float = 30.0
     # Where the replicas' leader-election Lease lives (the gateway's own namespace in a cluster).
     lease_namespace: str = "default"
+    # Exports: concurrent streams (per replica, and per caller), bytes per read and message.
+    export_max_concurrent: int = 16
+    export_max_per_caller: int = 4
+    export_chunk_bytes: int = 1 << 20
 
     @property
     def embedded(self) -> bool:

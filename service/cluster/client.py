@@ -225,6 +225,17 @@ class KubeClient:
             # Never hand a half-read stream back to the connection pool.
             response.close()
 
+    async def authorization(self) -> str | None:
+        """The Authorization header the cluster's credentials give (refreshed when they
+        expire), for HTTP the cluster serves outside its API (DataExport block data)."""
+        value = await self._api_client.configuration.get_api_key_with_prefix("BearerToken")
+        return str(value) if value else None
+
+    def client_certificate(self) -> tuple[str, str] | None:
+        """(certificate file, key file) when the kubeconfig authenticates with one."""
+        config = self._api_client.configuration
+        return (str(config.cert_file), str(config.key_file)) if config.cert_file and config.key_file else None
+
     async def close(self) -> None:
         await self._api_client.close()
 

@@ -78,3 +78,19 @@ def vm_consistency_warning(vm: Obj, required_consistency: bool) -> str | None:
         f"VirtualMachine {vm_name!r} is {phase(vm)} without a ready guest agent (qemu-guest-agent), so its "
         "file systems cannot be frozen: " + _WAITS
     )
+
+
+# VM phases in which a domain may hold its disks open: an export would read a disk under
+# a running guest, so the platform keeps the DataExport not Ready (VirtualDiskInUse).
+_LIVE_PHASES = frozenset({"Starting", "Running", "Degraded", "Stopping", "Migrating", "Pause"})
+
+
+def export_blocker(disk: Obj, vms: list[Obj]) -> str | None:
+    """The name of a running VM that uses the disk (an export must wait for it to stop),
+    or None. ``vms``: the VMs the disk's status says it is attached to."""
+    attached = set(_attached_vm_names(disk))
+    for vm in vms:
+        name = _str(metadata(vm).get("name"))
+        if name in attached and phase(vm) in _LIVE_PHASES:
+            return name
+    return None

@@ -138,6 +138,25 @@ def vm_snapshot_manifest(*, namespace: str, name: str, virtual_machine_name: str
     }
 
 
+def ttl_text(seconds: float) -> str:
+    """A Go duration for DataExport spec.ttl ("90s", "1.5s")."""
+    return f"{seconds:g}s"
+
+
+def data_export_manifest(*, namespace: str, name: str, target_kind: str, target_name: str, ttl_seconds: float,
+                         operation_id: str, actor: str) -> Obj:
+    """A ``DataExport`` of a VirtualDisk or VirtualDiskSnapshot for the gateway alone
+    (``publish: false``: served inside the cluster, never on a public URL)."""
+    return {
+        "apiVersion": DATA_EXPORT.api_version,
+        "kind": DATA_EXPORT.kind,
+        "metadata": gateway_metadata(namespace=namespace, name=name, generate_name="", labels={}, annotations={},
+                                     operation_id=operation_id, actor=actor),
+        "spec": {"ttl": ttl_text(ttl_seconds), "publish": False,
+                 "targetRef": {"kind": target_kind, "name": target_name}},
+    }
+
+
 def restore_disk_manifest(*, namespace: str, name: str, disk_snapshot_name: str, size: str, storage_class_name: str,
                           labels: dict[str, str], operation_id: str, actor: str) -> Obj:
     """A ``VirtualDisk`` provisioned from a ``VirtualDiskSnapshot`` (the guide's disk restore)."""

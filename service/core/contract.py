@@ -22,6 +22,7 @@ from service.core.domain import (
     AuditVerification,
     DiskSnapshot,
     DiskSnapshotEvent,
+    ExportItem,
     Operation,
     OperationTransition,
     Page,
@@ -36,6 +37,7 @@ from service.core.requests import (
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
+    ExportRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
@@ -149,12 +151,10 @@ CREATE_VM_FROM_SNAPSHOT: Method[CreateVmFromSnapshotRequest, Operation] = _m(
     "CreateVirtualMachineFromSnapshot", CLONE_SERVICE, "clone", VM_SNAPSHOTS, CreateVmFromSnapshotRequest, Operation,
     scope=lambda req: (req.namespace, req.virtual_machine_snapshot_name))
 
-# Planned (a later issue): in the contract, routed, audited, answered UNIMPLEMENTED.
-EXPORT_DISK: Method[Any, bytes] = _m(
-    "ExportDisk", EXPORT_SERVICE, "export", DISKS, object, bytes, streaming=True, scope=_cluster_wide)
-EXPORT_DISK_SNAPSHOT: Method[Any, bytes] = _m(
-    "ExportDiskSnapshot", EXPORT_SERVICE, "export", DISK_SNAPSHOTS, object, bytes, streaming=True,
-    scope=_cluster_wide)
+EXPORT_DISK: Method[ExportRequest, ExportItem] = _m(
+    "ExportDisk", EXPORT_SERVICE, "export", DISKS, ExportRequest, ExportItem, streaming=True)
+EXPORT_DISK_SNAPSHOT: Method[ExportRequest, ExportItem] = _m(
+    "ExportDiskSnapshot", EXPORT_SERVICE, "export", DISK_SNAPSHOTS, ExportRequest, ExportItem, streaming=True)
 
 GET_OPERATION: Method[OperationKey, Operation] = _m(
     "GetOperation", OPERATION_SERVICE, "get", OPERATIONS, OperationKey, Operation, scope=_operation,

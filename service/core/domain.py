@@ -99,6 +99,30 @@ class OperationError:
     message: str
 
 
+class TransferOutcome(StrEnum):
+    """How an export stream ended ("" while it runs)."""
+
+    COMPLETED = "COMPLETED"   # every byte of the range was sent
+    CANCELLED = "CANCELLED"   # the caller went away or cancelled
+    FAILED = "FAILED"         # the cluster, the exporter or the gateway failed
+
+
+@dataclass(frozen=True)
+class ExportTransfer:
+    """What an export stream moved: updated while it runs, final when it ends."""
+
+    size: int = 0            # bytes of the whole volume
+    offset: int = 0          # the range the stream covers
+    length: int = 0
+    bytes_sent: int = 0      # of the range, holes included
+    hole_bytes: int = 0      # of bytes_sent, sent as holes (no bytes on the wire)
+    sha256: str = ""         # hex, of the whole volume, when known
+    range_sha256: str = ""   # hex, of the range, once all of it was sent
+    etag: str = ""           # identifies the content
+    duration_seconds: float = 0.0
+    outcome: TransferOutcome | None = None
+
+
 @dataclass
 class Operation:
     """A long-running operation (AIP-151). Created PENDING *before* the custom resource
@@ -126,6 +150,8 @@ class Operation:
     end_time: datetime | None = None
     # Bumped on every stored change; WatchOperation resumes after a version.
     version: int = 1
+    # Exports only: the bytes the stream moved.
+    transfer: ExportTransfer | None = None
 
     @property
     def done(self) -> bool:
@@ -293,6 +319,56 @@ class AuditVerification:
     checked: int
     first_bad_id: int | None = None
     message: str = ""
+
+
+class VolumeMode(StrEnum):
+    """DataExport status.volumeMode."""
+
+    BLOCK = "Block"
+    FILESYSTEM = "Filesystem"
+
+
+@dataclass(frozen=True)
+class ExportStart:
+    """First item of an export stream: what follows, before any byte."""
+
+    operation_id: str
+    size: int                # of the whole volume
+    offset: int              # of the first byte that follows
+    length: int              # bytes that follow (data and holes)
+    etag: str
+    volume_mode: VolumeMode = VolumeMode.BLOCK
+    sha256: str = ""         # of the whole volume, when known before sending
+    ranged: bool = False     # a range was asked for and is served (REST: 206)
+
+
+@dataclass(frozen=True)
+class ExportData:
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ExportHole:
+    """``length`` zero bytes at ``offset``, sent without the bytes."""
+
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class ExportEnd:
+    """Last item of a complete export stream."""
+
+    size: int
+    offset: int
+    length: int
+    sha256: str              # of the whole volume, or "" when not computed
+    range_sha256: str
+    hole_bytes: int
+
+
+ExportItem = ExportStart | ExportData | ExportHole | ExportEnd
 
 
 @dataclass

@@ -27,6 +27,7 @@ class Code(StrEnum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"  # a byte range past the end of an export
     INTERNAL = "INTERNAL"
 
 
@@ -42,6 +43,7 @@ HTTP_STATUS: dict[Code, int] = {
     Code.DEADLINE_EXCEEDED: 504,
     Code.UNIMPLEMENTED: 501,
     Code.RESOURCE_EXHAUSTED: 429,
+    Code.OUT_OF_RANGE: 416,
     Code.INTERNAL: 500,
 }
 

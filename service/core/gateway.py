@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from service.cluster.kinds import VIRTUAL_DISK, VIRTUAL_DISK_SNAPSHOT, VIRTUAL_MACHINE
@@ -29,10 +29,12 @@ from service.core.contract import Method
 from service.core.domain import AuditEventDraft, AuditOutcome, Caller, Operation, RequestContext
 from service.core.errors import ApiError, Code, permission_denied, unauthenticated, unavailable
 from service.core.errors import unimplemented as unimplemented_error
+from service.core.export_settings import ExportSettings
 from service.core.notifier import NotifyingOperations, OperationNotifier
 from service.core.op_updates import OperationWriter
 from service.core.ports import (
     AuditRepository,
+    BlockReader,
     ClusterClient,
     Leadership,
     OperationRepository,
@@ -67,12 +69,14 @@ class CoreSettings:
     lease_renew_interval: float = 5.0
     # check_ready reuses a successful cluster probe for this long.
     ready_cache_seconds: float = 5.0
+    export: ExportSettings = field(default_factory=ExportSettings)
 
 
 class Gateway:
     def __init__(self, *, operations: OperationRepository, audit: AuditRepository, cluster: ClusterClient,
                  hub: WatchSource, authenticator: Authenticator, authorizer: Authorizer,
-                 settings: CoreSettings = CoreSettings(), leader: Leadership | None = None) -> None:
+                 settings: CoreSettings = CoreSettings(), leader: Leadership | None = None,
+                 blocks: BlockReader | None = None) -> None:
         self.settings = settings
         self.notifier = OperationNotifier()
         self._operations = NotifyingOperations(operations, self.notifier)
@@ -88,7 +92,8 @@ class Gateway:
         self.registry = build_registry(Deps(
             cluster=cluster, hub=hub, writer=writer, operations=self._operations, audit=audit,
             notifier=self.notifier, reads=reads, flows=flows, default_page_size=settings.default_page_size,
-            max_page_size=settings.max_page_size, operation_poll_interval=settings.operation_poll_interval))
+            max_page_size=settings.max_page_size, operation_poll_interval=settings.operation_poll_interval,
+            blocks=blocks, export_settings=settings.export))
         self.reconciler = Reconciler(writer=writer, flows=flows, registry=self.registry, hub=hub,
                                      resync_interval=settings.resync_interval, pending_grace=settings.pending_grace,
                                      leader=leader)
@@ -112,6 +117,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._warmers, return_exceptions=True)
         await self.reconciler.stop()
+        for close in self.registry.closers:
+            await close()
 
     # ------------------------------------------------------------ authentication
 
@@ -168,8 +175,15 @@ class Gateway:
             if not method.authorized_by_use_case:
                 await call.authorize(method.verb, method.resource, namespace)
             items = await opener(call, req)
-        async for item in items:
-            yield item
+        try:
+            async for item in items:
+                yield item
+        finally:
+            # Deterministic cleanup (an export deletes its DataExport) also when the
+            # caller stops before the end or before the first item.
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                await close()
 
     # ------------------------------------------------------------ misc
 

@@ -142,6 +142,30 @@ class WatchSource(Protocol):
         """Start the kind's shared watch and wait for its first full list."""
 
 
+@dataclass(frozen=True)
+class BlockEndpoint:
+    """Where a ready DataExport serves its volume: ``<status.url>/api/v1/block``."""
+
+    url: str
+    ca_pem: bytes | None = None   # status.ca, decoded: the only CA trusted for this URL
+
+
+class BlockReader(Protocol):
+    """Reads a DataExport's block endpoint over HTTP (``service.export.upstream``).
+    Failures are ApiErrors: UNAVAILABLE for a broken or refused connection, NOT_FOUND
+    (reason EXPORT_GONE) when the export no longer exists or has expired."""
+
+    async def size(self, endpoint: BlockEndpoint) -> int:
+        """The volume's size in bytes (a HEAD request)."""
+
+    def read(self, endpoint: BlockEndpoint, offset: int, length: int,
+             piece: int) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Bytes [offset, offset+length) in pieces of exactly ``piece`` bytes (the last
+        may be shorter). Leaving the context closes the connection at once."""
+
+    async def close(self) -> None: ...
+
+
 class Leadership(Protocol):
     """What the reconciler needs from ``cluster.lease.LeaderElector``: background work
     runs only while this replica holds the Lease."""

@@ -157,6 +157,10 @@ class Reconciler:
         # watch (re-reading them could apply an older object over a newer event).
         if age < (self._pending_grace if pending else self._quiet_period):
             return
+        sweep = self._registry.sweeps.get(op.type)
+        if sweep is not None:
+            await sweep(op)
+            return
         creates = self._registry.creates.get(op.type)
         if creates is not None:
             if pending and (op.resource is None or not op.resource.uid):

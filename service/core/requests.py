@@ -175,3 +175,25 @@ class ListAuditEventsRequest:
     until: str = ""           # RFC 3339
     page_size: int = 0
     page_token: str = ""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """ExportDisk / ExportDiskSnapshot: the bytes of a VirtualDisk or VirtualDiskSnapshot.
+
+    The range is ``offset`` and ``length`` (None: to the end) or, as HTTP's
+    ``bytes=-N``, the last ``suffix_length`` bytes."""
+
+    namespace: str
+    name: str
+    ttl_seconds: float | None = None   # DataExport spec.ttl; None: the gateway's default
+    offset: int = 0
+    length: int | None = None
+    suffix_length: int | None = None
+    expand_holes: bool = False         # zero regions as data, not holes (REST always)
+    whole_image_sha256: bool = False   # hash outside the range too
+    if_etag: str = ""                  # serve the range only for this content, else everything
+
+    @property
+    def ranged(self) -> bool:
+        return self.offset > 0 or self.length is not None or self.suffix_length is not None

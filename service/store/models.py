@@ -66,6 +66,7 @@ operations = sa.Table(
     sa.Column("update_time", UtcDateTime(), nullable=False),
     sa.Column("end_time", UtcDateTime(), nullable=True),
     sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("transfer", sa.JSON(), nullable=True),
 )
 sa.Index("ix_operations_keyset", operations.c.create_time, operations.c.id)
 sa.Index("ix_operations_namespace_keyset", operations.c.namespace, operations.c.create_time, operations.c.id)

@@ -8,6 +8,7 @@ from typing import Any
 
 from service.core.domain import (
     Condition,
+    ExportTransfer,
     Operation,
     OperationError,
     OperationState,
@@ -15,6 +16,7 @@ from service.core.domain import (
     OperationType,
     ResourceRef,
     ResourceResult,
+    TransferOutcome,
 )
 from service.store.text_safety import clean_json
 
@@ -56,6 +58,24 @@ def _error_from_json(d: dict[str, Any] | None) -> OperationError | None:
     return None if d is None else OperationError(code=d["code"], reason=d["reason"], message=d["message"])
 
 
+def _transfer_to_json(t: ExportTransfer | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {"size": t.size, "offset": t.offset, "length": t.length, "bytes_sent": t.bytes_sent,
+            "hole_bytes": t.hole_bytes, "sha256": t.sha256, "range_sha256": t.range_sha256, "etag": t.etag,
+            "duration_seconds": t.duration_seconds, "outcome": t.outcome.value if t.outcome else None}
+
+
+def _transfer_from_json(d: dict[str, Any] | None) -> ExportTransfer | None:
+    if d is None:
+        return None
+    return ExportTransfer(size=int(d.get("size", 0)), offset=int(d.get("offset", 0)), length=int(d.get("length", 0)),
+                          bytes_sent=int(d.get("bytes_sent", 0)), hole_bytes=int(d.get("hole_bytes", 0)),
+                          sha256=str(d.get("sha256", "")), range_sha256=str(d.get("range_sha256", "")),
+                          etag=str(d.get("etag", "")), duration_seconds=float(d.get("duration_seconds", 0.0)),
+                          outcome=TransferOutcome(d["outcome"]) if d.get("outcome") else None)
+
+
 def to_row(op: Operation) -> dict[str, Any]:
     """Every column of ``op``'s row, text made storable."""
     res = op.resource
@@ -87,6 +107,7 @@ def to_row(op: Operation) -> dict[str, Any]:
         "update_time": op.update_time,
         "end_time": op.end_time,
         "version": op.version,
+        "transfer": _transfer_to_json(op.transfer),
     }
     cleaned: dict[str, Any] = clean_json(row)
     return cleaned
@@ -119,6 +140,7 @@ def from_row(row: Mapping[Any, Any]) -> Operation:
         update_time=row["update_time"],
         end_time=row["end_time"],
         version=row["version"],
+        transfer=_transfer_from_json(row["transfer"]),
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from google.protobuf import message_factory
+from google.protobuf import duration_pb2, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
@@ -51,6 +51,11 @@ from service.core.domain import (
     Caller,
     DiskSnapshot,
     DiskSnapshotEvent,
+    ExportData,
+    ExportEnd,
+    ExportHole,
+    ExportItem,
+    ExportStart,
     KeepIpAddress,
     Operation,
     OperationState,
@@ -74,6 +79,7 @@ from service.core.requests import (
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
+    ExportRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
@@ -209,6 +215,15 @@ class FakeGateway:
             await asyncio.Event().wait()  # a live watch: only the caller ends it
         finally:
             self.watch_closed.set()
+
+    async def _ExportDisk(self, req: ExportRequest) -> AsyncIterator[ExportItem]:
+        if req.name == "in-use":
+            raise errors.failed_precondition("DISK_IN_USE", "the disk is in use by 'linux-vm'")
+        yield ExportStart(operation_id="op-exp", size=3 << 20, offset=0, length=3 << 20, etag='"e"')
+        yield ExportData(0, b"\x01" * 10)
+        yield ExportHole(10, (3 << 20) - 10)
+        yield ExportEnd(size=3 << 20, offset=0, length=3 << 20, sha256="ab" * 32, range_sha256="ab" * 32,
+                        hole_bytes=(3 << 20) - 10)
 
     async def _CreateVirtualMachineSnapshot(self, req: CreateVmSnapshotRequest) -> Operation:
         _raise_for(req.virtual_machine_name, req.request_id)
@@ -881,35 +896,33 @@ async def test_cancel_without_force_is_refused_with_precondition_failure(server:
     assert ("CancelOperation", CancelOperationRequest("op-7", False, "")) in server.gateway.calls
 
 
-# ---------------------------------------------------------------- later capabilities
+# ---------------------------------------------------------------- exports
 
 
-def _unimplemented_calls(channel: grpc.aio.Channel) -> list[tuple[str, Any]]:
-    export = export_service_pb2_grpc.ExportServiceStub(channel)
-    return [
-        ("ExportDisk", lambda md: export.ExportDisk(
-            export_service_pb2.ExportDiskRequest(namespace="demo", name="d"), metadata=md).read()),
-        ("ExportDiskSnapshot", lambda md: export.ExportDiskSnapshot(
-            export_service_pb2.ExportDiskSnapshotRequest(namespace="demo", name="s"), metadata=md).read()),
-    ]
+async def test_export_requests_and_chunks_cross_the_door_field_for_field(server: Server) -> None:
+    export = export_service_pb2_grpc.ExportServiceStub(server.channel)
+    request = export_service_pb2.ExportDiskRequest(
+        namespace="demo", name="d", ttl=duration_pb2.Duration(seconds=90, nanos=500_000_000),
+        range=export_service_pb2.ByteRange(offset=5, length=7), expand_holes=True, whole_image_sha256=True,
+        if_etag='"e"')
+    chunks = [c async for c in export.ExportDisk(request, metadata=AUTH)]
+    assert [c.WhichOneof("chunk") for c in chunks] == ["metadata", "data", "hole", "summary"]
+    assert chunks[0].metadata.operation_id == "op-exp" and chunks[0].metadata.etag == '"e"'
+    assert chunks[0].metadata.volume_mode == export_service_pb2.ExportMetadata.BLOCK
+    assert (chunks[1].data.offset, chunks[1].data.data) == (0, b"\x01" * 10)
+    assert (chunks[2].hole.offset, chunks[2].hole.length) == (10, (3 << 20) - 10)
+    assert chunks[3].summary.sha256 == "ab" * 32 and chunks[3].summary.hole_bytes == (3 << 20) - 10
+    assert ("ExportDisk", ExportRequest(namespace="demo", name="d", ttl_seconds=90.5, offset=5, length=7,
+                                        expand_holes=True, whole_image_sha256=True, if_etag='"e"')) \
+        in server.gateway.calls
 
-
-async def test_later_capabilities_reach_the_core_without_a_request_and_answer_unimplemented(server: Server) -> None:
-    for method, invoke in _unimplemented_calls(server.channel):
-        with pytest.raises(grpc.aio.AioRpcError) as denied:
-            await invoke(())
-        assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED, method
-
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await invoke(AUTH)
-        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
-        assert method in caught.value.details() and "not implemented in this release" in caught.value.details()
-        info = _details(caught.value)["ErrorInfo"]
-        assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "NOT_IMPLEMENTED_YET"
-    names = [m for m, _ in _unimplemented_calls(server.channel)]
-    # Authenticated (and audited by the core) under the bare method name; no request crosses.
-    assert [c[1][0] for c in server.gateway.calls if c[0] == "authenticate"] == [n for n in names for _ in (1, 2)]
-    assert [c for c in server.gateway.calls if c[0] not in ("authenticate",)] == [(n, None) for n in names]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await export.ExportDisk(export_service_pb2.ExportDiskRequest(namespace="demo", name="in-use"),
+                                metadata=AUTH).read()
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as unauthenticated:
+        await export.ExportDisk(export_service_pb2.ExportDiskRequest(namespace="demo", name="d")).read()
+    assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 # ---------------------------------------------------------------- the contract table

@@ -43,6 +43,11 @@ from service.core.domain import (
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    ExportData,
+    ExportEnd,
+    ExportHole,
+    ExportItem,
+    ExportStart,
     KeepIpAddress,
     Operation,
     OperationState,
@@ -65,6 +70,7 @@ from service.core.requests import (
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
+    ExportRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
@@ -144,6 +150,8 @@ class FakeGateway:
             contract.WATCH_VM_SNAPSHOTS.name: self.watch_vm_snapshots,
             contract.WATCH_OPERATION.name: self.watch_operation,
             contract.EXPORT_AUDIT_EVENTS.name: self.export_audit_events,
+            contract.EXPORT_DISK.name: self.export_disk,
+            contract.EXPORT_DISK_SNAPSHOT.name: self.export_disk,
         }
 
     # ------------------------------------------------------------ the facade
@@ -458,6 +466,25 @@ class FakeGateway:
             if req.outcome is None or event.outcome is req.outcome:
                 yield event
 
+    async def export_disk(self, ctx: RequestContext, req: ExportRequest) -> AsyncIterator[ExportItem]:
+        """A 16-byte volume: bytes 0..7 data, 8..15 a hole; ranges honoured like the core."""
+        if req.name == "in-use":
+            raise errors.failed_precondition("DISK_IN_USE", "in use by 'linux-vm'")
+        offset, end = (req.offset, 16 if req.length is None else req.offset + req.length) if req.ranged else (0, 16)
+        if req.suffix_length is not None:
+            offset, end = 16 - req.suffix_length, 16
+        if offset >= 16:
+            raise errors.ApiError(errors.Code.OUT_OF_RANGE, "RANGE_NOT_SATISFIABLE", "past the end",
+                                  metadata={"size": "16"})
+        yield ExportStart(operation_id="op-exp", size=16, offset=offset, length=end - offset, etag='"v1"',
+                          sha256="00" * 32 if req.whole_image_sha256 else "", ranged=req.ranged)
+        data = bytes(range(1, 9))[offset:end]
+        if data:
+            yield ExportData(offset, data)
+        if end > 8:
+            yield ExportHole(max(offset, 8), end - max(offset, 8))
+        yield ExportEnd(size=16, offset=offset, length=end - offset, sha256="", range_sha256="", hole_bytes=0)
+
     async def verify_audit_log(self, ctx: RequestContext, req: VerifyAuditLogRequest) -> AuditVerification:
         return AuditVerification(ok=True, checked=len(self.events))
 
@@ -738,29 +765,54 @@ async def test_audit_listing_json_lines_csv_and_verify(served: Served) -> None:
     assert verified.json() == {"ok": True, "checked": 4, "firstBadId": None, "message": ""}
 
 
-# ---------------------------------------------------------------- custom methods and later capabilities
+# ---------------------------------------------------------------- exports and custom methods
 
-LATER = [
-    ("GET", "/v1/namespaces/demo/disk-snapshots/s1:export", "ExportDiskSnapshot"),
-    ("GET", "/v1/namespaces/demo/disks/linux-vm-root:export", "ExportDisk"),
-]
+EXPORT = "/v1/namespaces/demo/disks/d:export"
 
 
-@pytest.mark.parametrize(("method", "path", "operation_id"), LATER)
-async def test_later_capabilities_are_routed_to_501(served: Served, method: str, path: str,
-                                                   operation_id: str) -> None:
-    answer = await served.call(method, path, headers=AUTH)
-    assert answer.status == 501 and answer.json()["reason"] == "NOT_IMPLEMENTED_YET"
-    assert served.fake.unimplemented_calls == [operation_id]
-    assert served.fake.authenticated[-1][0] == operation_id
-    assert served.fake.calls == [(operation_id, None)]  # through the facade, the body unread
-    assert served.fake.rejections == []  # the core audited it: not recorded twice
+async def test_an_export_is_served_with_http_range_semantics(served: Served) -> None:
+    whole = await served.call("GET", EXPORT, headers=AUTH)
+    assert whole.status == 200 and whole.body == bytes(range(1, 9)) + bytes(8)
+    assert whole.headers["Content-Length"] == "16" and whole.headers["ETag"] == '"v1"'
+    assert whole.headers["Accept-Ranges"] == "bytes" and whole.headers["X-Operation-Id"] == "op-exp"
+    assert "Repr-Digest" not in whole.headers and "Content-Range" not in whole.headers
+
+    part = await served.call("GET", EXPORT + "?ttl=90s", headers={**AUTH, "Range": "bytes=6-9", "If-Range": '"v1"',
+                                                                 "Want-Repr-Digest": "sha-256=1"})
+    assert part.status == 206 and part.body == bytes([7, 8, 0, 0])
+    assert part.headers["Content-Range"] == "bytes 6-9/16"
+    assert part.headers["Repr-Digest"] == "sha-256=:" + "A" * 43 + "=:"
+    assert served.fake.requests_of(contract.EXPORT_DISK)[-1] == ExportRequest(
+        namespace="demo", name="d", ttl_seconds=90.0, offset=6, length=4, expand_holes=True,
+        whole_image_sha256=True, if_etag='"v1"')
+
+    tail = await served.call("GET", EXPORT, headers={**AUTH, "Range": "bytes=-3"})
+    assert tail.status == 206 and tail.body == bytes(3)
+    past = await served.call("GET", EXPORT, headers={**AUTH, "Range": "bytes=16-"})
+    assert past.status == 416 and past.headers["Content-Range"] == "bytes */16"
+    # Several ranges, other units, nonsense and an If-Range date: ignored, as RFC 9110 says.
+    for ignored in ("bytes=0-1,4-5", "items=0-1", "bytes=5-2", "bytes=x"):
+        assert (await served.call("GET", EXPORT, headers={**AUTH, "Range": ignored})).status == 200
+    dated = await served.call("GET", EXPORT, headers={**AUTH, "Range": "bytes=2-", "If-Range": "Sun, 29 Nov 2026"})
+    assert served.fake.requests_of(contract.EXPORT_DISK)[-1].if_etag == '"-"' and dated.status == 206
+
+
+async def test_export_refusals_are_problems_before_any_byte(served: Served) -> None:
+    refused = await served.call("GET", "/v1/namespaces/demo/disks/in-use:export", headers=AUTH)
+    assert refused.status == 412 and refused.json()["reason"] == "DISK_IN_USE"
+    bad_ttl = await served.call("GET", EXPORT + "?ttl=2m", headers=AUTH)
+    assert bad_ttl.status == 400 and violations_of(bad_ttl) == {"ttl": 'must be a duration in seconds such as "120s"'}
+    unknown = await served.call("GET", EXPORT + "?offset=3", headers=AUTH)
+    assert unknown.status == 400
+    anonymous = await served.call("GET", EXPORT)
+    assert anonymous.status == 401
 
 
 async def test_a_custom_method_is_not_taken_for_a_name(served: Served) -> None:
     await create(served, {"name": "s1", "virtualDiskName": "linux-vm-root"})
     # "s1:export" must reach ExportDiskSnapshot, never GetDiskSnapshot with name "s1:export".
-    assert (await served.call("GET", "/v1/namespaces/demo/disk-snapshots/s1:export", headers=AUTH)).status == 501
+    assert (await served.call("GET", "/v1/namespaces/demo/disk-snapshots/s1:export", headers=AUTH)).status == 200
+    assert served.fake.requests_of(contract.EXPORT_DISK_SNAPSHOT)[-1].name == "s1"
     assert (await served.call("GET", "/v1/namespaces/demo/disk-snapshots/s1", headers=AUTH)).status == 200
     unknown_verb = await served.session.get(served.url + "/v1/namespaces/demo/disk-snapshots/s1:frobnicate",
                                             headers=AUTH)

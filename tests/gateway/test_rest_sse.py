@@ -192,9 +192,3 @@ async def test_vm_snapshot_watch_by_name_and_denied_namespace(served: Served) ->
     assert denied.status == 403 and denied.json()["code"] == "PERMISSION_DENIED"
     unknown = await served.call("GET", "/v1/namespaces/demo/vm-snapshots:watch?label=x", headers=SSE)
     assert unknown.status == 400 and unknown.json()["fieldViolations"][0]["field"] == "label"
-
-
-async def test_an_unimplemented_stream_is_501_before_any_byte(served: Served) -> None:
-    answer = await served.call("GET", "/v1/namespaces/demo/disks/linux-vm-root:export", headers=AUTH)
-    assert answer.status == 501 and answer.json()["reason"] == "NOT_IMPLEMENTED_YET"
-    assert served.fake.unimplemented_calls == ["ExportDisk"]

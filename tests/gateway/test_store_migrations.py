@@ -21,6 +21,7 @@ from service.store.migrator import alembic_config
 from service.store.models import metadata
 
 REPO = Path(__file__).resolve().parents[2]
+HEAD = "0002_export_transfer"
 TABLES = {"operations", "operation_transitions", "audit_events", "audit_chain_head", "alembic_version"}
 
 
@@ -40,9 +41,9 @@ async def _inspect(url: str) -> tuple[set[str], str | None]:
 async def test_migrate_creates_the_schema_and_is_idempotent(database_url: str) -> None:
     assert await _inspect(database_url) == (set(), None)
     await migrate(database_url)
-    assert await _inspect(database_url) == (TABLES, "0001_initial")
+    assert await _inspect(database_url) == (TABLES, HEAD)
     await migrate(database_url)
-    assert await _inspect(database_url) == (TABLES, "0001_initial")
+    assert await _inspect(database_url) == (TABLES, HEAD)
 
 
 async def test_concurrent_migrations_do_not_collide(database_url: str, tmp_path: Path) -> None:
@@ -56,8 +57,8 @@ async def test_concurrent_migrations_do_not_collide(database_url: str, tmp_path:
     for process in processes:
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
         assert process.returncode == 0, stderr.decode()
-    assert await _inspect(database_url) == (TABLES, "0001_initial")
-    assert await _inspect(f"sqlite:///{second}") == (TABLES, "0001_initial")
+    assert await _inspect(database_url) == (TABLES, HEAD)
+    assert await _inspect(f"sqlite:///{second}") == (TABLES, HEAD)
 
 
 async def test_models_match_the_hand_written_migration(database_url: str) -> None:
@@ -91,7 +92,7 @@ async def test_downgrade_to_base_and_back(database_url: str) -> None:
         await engine.dispose()
     assert await _inspect(database_url) == ({"alembic_version"}, None)
     await migrate(database_url)
-    assert await _inspect(database_url) == (TABLES, "0001_initial")
+    assert await _inspect(database_url) == (TABLES, HEAD)
 
 
 def test_alembic_cli_uses_the_url_from_the_environment(database_url: str) -> None:
@@ -99,8 +100,8 @@ def test_alembic_cli_uses_the_url_from_the_environment(database_url: str) -> Non
     upgraded = subprocess.run([sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "0001_initial" in upgraded.stderr  # alembic logs each revision it applies
-    assert asyncio.run(_inspect(database_url)) == (TABLES, "0001_initial")
+    assert "0002_export_transfer" in upgraded.stderr  # alembic logs each revision it applies
+    assert asyncio.run(_inspect(database_url)) == (TABLES, HEAD)
 
 
 async def test_connect_accepts_plain_urls_and_pings(database_url: str) -> None:

@@ -35,6 +35,11 @@ from service.core.domain import (
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    ExportData,
+    ExportHole,
+    ExportItem,
+    ExportStart,
+    ExportTransfer,
     KeepIpAddress,
     Operation,
     OperationError,
@@ -44,8 +49,10 @@ from service.core.domain import (
     Page,
     ResourceRef,
     ResourceResult,
+    TransferOutcome,
     VirtualMachineSnapshot,
     VirtualMachineSnapshotEvent,
+    VolumeMode,
     WatchEventType,
 )
 from service.core.errors import FieldViolation, invalid_argument
@@ -58,6 +65,7 @@ from service.core.requests import (
     CreateVmSnapshotRequest,
     DeleteDiskSnapshotRequest,
     DeleteVmSnapshotRequest,
+    ExportRequest,
     ListAuditEventsRequest,
     ListOperationsRequest,
     ListRequest,
@@ -104,11 +112,6 @@ def enum_from_proto(domain: type[E], name_of: Callable[[N], str], number: N, fie
     except (ValueError, KeyError):
         raise invalid_argument(f"{field}: unknown enum value {number}",
                                [FieldViolation(field, f"unknown enum value {number}")]) from None
-
-
-def no_request(msg: object) -> None:
-    """The core request of a method not implemented yet: none (the core answers UNIMPLEMENTED)."""
-    return None
 
 
 # ---------------------------------------------------------------- shared messages
@@ -167,6 +170,8 @@ def operation(op: Operation) -> operation_pb2.Operation:
     if op.error is not None:
         msg.error.CopyFrom(operation_pb2.OperationError(code=op.error.code, reason=op.error.reason,
                                                         message=op.error.message))
+    if op.transfer is not None:
+        msg.transfer.CopyFrom(export_transfer(op.transfer))
     return msg
 
 
@@ -188,6 +193,7 @@ def operation_from_proto(msg: operation_pb2.Operation) -> Operation:
         create_time=created or datetime.fromtimestamp(0, UTC),
         update_time=updated or datetime.fromtimestamp(0, UTC),
         end_time=datetime_from(msg, "end_time"), version=msg.version,
+        transfer=export_transfer_from_proto(msg.transfer) if msg.HasField("transfer") else None,
     )
 
 
@@ -454,8 +460,58 @@ def create_vm_from_snapshot_request(
 # ---------------------------------------------------------------- exports
 
 
-def export_chunk(data: bytes) -> export_service_pb2.ExportChunk:
-    return export_service_pb2.ExportChunk(data=data)
+_MAX_TTL_SECONDS = 10**9   # beyond any sane ttl; the core names the real range
+
+
+def export_request(
+    msg: export_service_pb2.ExportDiskRequest | export_service_pb2.ExportDiskSnapshotRequest,
+) -> ExportRequest:
+    ttl = None
+    if msg.HasField("ttl"):
+        seconds = msg.ttl.seconds + msg.ttl.nanos / 1e9
+        ttl = seconds if abs(seconds) < _MAX_TTL_SECONDS else float(_MAX_TTL_SECONDS)
+    offset, length = 0, None
+    if msg.HasField("range"):
+        offset = msg.range.offset
+        length = msg.range.length if msg.range.HasField("length") else None
+    return ExportRequest(namespace=msg.namespace, name=msg.name, ttl_seconds=ttl, offset=offset, length=length,
+                         expand_holes=msg.expand_holes, whole_image_sha256=msg.whole_image_sha256,
+                         if_etag=msg.if_etag)
+
+
+_VOLUME_MODES = {VolumeMode.BLOCK: export_service_pb2.ExportMetadata.BLOCK,
+                 VolumeMode.FILESYSTEM: export_service_pb2.ExportMetadata.FILESYSTEM}
+
+
+def export_chunk(item: ExportItem) -> export_service_pb2.ExportChunk:
+    pb = export_service_pb2
+    if isinstance(item, ExportData):
+        return pb.ExportChunk(data=pb.ExportData(offset=item.offset, data=bytes(item.data)))
+    if isinstance(item, ExportHole):
+        return pb.ExportChunk(hole=pb.ExportHole(offset=item.offset, length=item.length))
+    if isinstance(item, ExportStart):
+        return pb.ExportChunk(metadata=pb.ExportMetadata(
+            size=item.size, volume_mode=_VOLUME_MODES[item.volume_mode], operation_id=item.operation_id,
+            sha256=item.sha256, offset=item.offset, length=item.length, etag=item.etag))
+    return pb.ExportChunk(summary=pb.ExportSummary(
+        size=item.size, offset=item.offset, length=item.length, sha256=item.sha256,
+        range_sha256=item.range_sha256, hole_bytes=item.hole_bytes))
+
+
+def export_transfer(t: ExportTransfer) -> operation_pb2.ExportTransfer:
+    return operation_pb2.ExportTransfer(
+        size=t.size, offset=t.offset, length=t.length, bytes_sent=t.bytes_sent, hole_bytes=t.hole_bytes,
+        sha256=t.sha256, range_sha256=t.range_sha256, etag=t.etag, duration_seconds=t.duration_seconds,
+        outcome=operation_pb2.ExportTransfer.Outcome.Value(t.outcome.value) if t.outcome
+        else operation_pb2.ExportTransfer.OUTCOME_UNSPECIFIED)
+
+
+def export_transfer_from_proto(msg: operation_pb2.ExportTransfer) -> ExportTransfer:
+    outcome = operation_pb2.ExportTransfer.Outcome.Name(msg.outcome) if msg.outcome else None
+    return ExportTransfer(
+        size=msg.size, offset=msg.offset, length=msg.length, bytes_sent=msg.bytes_sent, hole_bytes=msg.hole_bytes,
+        sha256=msg.sha256, range_sha256=msg.range_sha256, etag=msg.etag, duration_seconds=msg.duration_seconds,
+        outcome=TransferOutcome(outcome) if outcome else None)
 
 
 # ---------------------------------------------------------------- audit

@@ -1,5 +1,5 @@
-"""ExportService. The core does not implement exports yet: the calls reach it with no
-request and it answers UNIMPLEMENTED (authenticated and audited like any call)."""
+"""ExportService: the bytes of a disk or a disk snapshot as a server stream (the core's
+``exports`` capability): metadata, then data and holes in offset order, then a summary."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ class ExportServicer(export_service_pb2_grpc.ExportServiceServicer):
     async def ExportDisk(self, request: pb.ExportDiskRequest,
                          context: ServicerContext) -> AsyncIterator[pb.ExportChunk]:
         async for chunk in self._calls.stream(context, contract.EXPORT_DISK, request,
-                                              convert.no_request, convert.export_chunk):
+                                              convert.export_request, convert.export_chunk):
             yield chunk
 
     async def ExportDiskSnapshot(self, request: pb.ExportDiskSnapshotRequest,
                                  context: ServicerContext) -> AsyncIterator[pb.ExportChunk]:
         async for chunk in self._calls.stream(context, contract.EXPORT_DISK_SNAPSHOT, request,
-                                              convert.no_request, convert.export_chunk):
+                                              convert.export_request, convert.export_chunk):
             yield chunk

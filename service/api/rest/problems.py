@@ -100,6 +100,8 @@ def problem_response(error: ApiError, *, request_id: str, instance: str) -> web.
         headers["Retry-After"] = str(max(0, error.retry_after_seconds))
     if error.code is Code.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = 'Bearer realm="dvp-snapshot-gateway"'
+    if error.code is Code.OUT_OF_RANGE and error.metadata.get("size", "").isdigit():
+        headers["Content-Range"] = f"bytes */{error.metadata['size']}"
     return web.Response(status=doc["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE,
                         text=json.dumps(doc, ensure_ascii=False))
 

@@ -2,8 +2,7 @@
 
 Every contract call is one route naming its ``service.core.contract.Method``: the route's
 name is the method's name (the REST operationId and the audit action), so the
-authentication middleware knows which action to audit. Calls a later release implements
-are routed to ``unimplemented``, which still calls the facade (audited, answered 501).
+authentication middleware knows which action to audit.
 Names and ids are matched by ``[^/:]+`` so an AIP-136 custom method (``{name}:verb``)
 never falls into the plain ``{name}`` route.
 """
@@ -15,8 +14,16 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from service.api.rest.handlers import audit, clone, disk_snapshots, health, operations, restore, vm_snapshots
-from service.api.rest.handlers.unimplemented import unimplemented
+from service.api.rest.handlers import (
+    audit,
+    clone,
+    disk_snapshots,
+    export,
+    health,
+    operations,
+    restore,
+    vm_snapshots,
+)
 from service.core import contract
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,7 +47,7 @@ CONTRACT_ROUTES: tuple[ContractRoute, ...] = (
     C("GET", f"{NS}/disk-snapshots:watch", contract.WATCH_DISK_SNAPSHOTS, disk_snapshots.watch_disk_snapshots),
     C("GET", f"{NS}/disk-snapshots/{NAME}", contract.GET_DISK_SNAPSHOT, disk_snapshots.get_disk_snapshot),
     C("DELETE", f"{NS}/disk-snapshots/{NAME}", contract.DELETE_DISK_SNAPSHOT, disk_snapshots.delete_disk_snapshot),
-    C("GET", f"{NS}/disk-snapshots/{NAME}:export", contract.EXPORT_DISK_SNAPSHOT, unimplemented),
+    C("GET", f"{NS}/disk-snapshots/{NAME}:export", contract.EXPORT_DISK_SNAPSHOT, export.export_disk_snapshot),
     C("GET", f"{NS}/vm-snapshots", contract.LIST_VM_SNAPSHOTS, vm_snapshots.list_vm_snapshots),
     C("POST", f"{NS}/vm-snapshots", contract.CREATE_VM_SNAPSHOT, vm_snapshots.create_vm_snapshot),
     C("GET", f"{NS}/vm-snapshots:watch", contract.WATCH_VM_SNAPSHOTS, vm_snapshots.watch_vm_snapshots),
@@ -49,7 +56,7 @@ CONTRACT_ROUTES: tuple[ContractRoute, ...] = (
     C("POST", f"{NS}/vm-snapshots/{NAME}:clone", contract.CREATE_VM_FROM_SNAPSHOT,
       clone.create_vm_from_snapshot),
     C("POST", f"{NS}/disks:restore", contract.RESTORE_DISK, restore.restore_disk),
-    C("GET", f"{NS}/disks/{NAME}:export", contract.EXPORT_DISK, unimplemented),
+    C("GET", f"{NS}/disks/{NAME}:export", contract.EXPORT_DISK, export.export_disk),
     C("POST", f"{NS}/virtual-machines/{NAME}:restore", contract.RESTORE_VM, restore.restore_vm),
     C("POST", f"{NS}/virtual-machines/{NAME}:clone", contract.CLONE_VM, clone.clone_vm),
     C("GET", "/v1/operations", contract.LIST_OPERATIONS, operations.list_operations),

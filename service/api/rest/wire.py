@@ -11,6 +11,7 @@ from service.core.domain import (
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    ExportTransfer,
     Operation,
     OperationError,
     OperationTransition,
@@ -50,6 +51,12 @@ def operation_error(e: OperationError) -> JsonObject:
     return {"code": e.code, "reason": e.reason, "message": e.message}
 
 
+def export_transfer(t: ExportTransfer) -> JsonObject:
+    return {"size": t.size, "offset": t.offset, "length": t.length, "bytesSent": t.bytes_sent,
+            "holeBytes": t.hole_bytes, "sha256": t.sha256, "rangeSha256": t.range_sha256, "etag": t.etag,
+            "durationSeconds": round(t.duration_seconds, 6), "outcome": t.outcome.value if t.outcome else None}
+
+
 def operation(op: Operation) -> JsonObject:
     # request_hash and the stored request are internal to the idempotency check.
     return {
@@ -71,6 +78,7 @@ def operation(op: Operation) -> JsonObject:
         "updateTime": timestamp(op.update_time),
         "endTime": timestamp(op.end_time),
         "version": op.version,
+        "transfer": export_transfer(op.transfer) if op.transfer else None,
     }
 
 

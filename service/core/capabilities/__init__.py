@@ -11,6 +11,7 @@ from service.core.capabilities import (
     audit_log,
     clones,
     disk_snapshots,
+    exports,
     operations,
     restore_disk,
     restore_vm,
@@ -18,7 +19,7 @@ from service.core.capabilities import (
 )
 from service.core.capabilities.registry import Deps, Registry
 
-MODULES = (disk_snapshots, vm_snapshots, restore_disk, restore_vm, clones, operations, audit_log)
+MODULES = (disk_snapshots, vm_snapshots, restore_disk, restore_vm, clones, exports, operations, audit_log)
 
 
 def build_registry(deps: Deps) -> Registry:

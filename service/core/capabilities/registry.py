@@ -17,9 +17,17 @@ from service.core.capabilities.flows import WriteAhead
 from service.core.capabilities.shape import Creates, Deletes, Reads
 from service.core.contract import Method
 from service.core.domain import Operation, OperationType, RequestContext
+from service.core.export_settings import ExportSettings
 from service.core.notifier import OperationNotifier
 from service.core.op_updates import OperationWriter
-from service.core.ports import AuditRepository, ClusterClient, OperationRepository, ResourceKind, WatchSource
+from service.core.ports import (
+    AuditRepository,
+    BlockReader,
+    ClusterClient,
+    OperationRepository,
+    ResourceKind,
+    WatchSource,
+)
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -50,6 +58,8 @@ class Deps:
     default_page_size: int
     max_page_size: int
     operation_poll_interval: float
+    blocks: BlockReader | None = None       # exports read DataExport block data through it
+    export_settings: ExportSettings = field(default_factory=ExportSettings)
 
 
 UnaryHandler = Callable[[Call, Any], Awaitable[Any]]
@@ -63,6 +73,11 @@ class Registry:
     streams: dict[str, StreamOpener] = field(default_factory=dict)
     creates: dict[OperationType, Creates[Any]] = field(default_factory=dict)
     deletes: dict[OperationType, Deletes] = field(default_factory=dict)
+    # Operation types that write no followed resource (exports): the reconciler hands
+    # their unfinished operations to this instead of replaying them.
+    sweeps: dict[OperationType, Callable[[Operation], Awaitable[None]]] = field(default_factory=dict)
+    # Awaited when the gateway stops (background cleanups still running).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def on(self, method: Method[Req, Res], handler: Callable[[Call, Req], Awaitable[Res]]) -> None:
         assert not method.streaming and method.name not in self.unary, method.name

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dvp/snapshots/v1/export_service.proto\x12\x10\x64vp.snapshots.v1\x1a\x1egoogle/protobuf/duration.proto\";\n\tByteRange\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x13\n\x06length\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\t\n\x07_length\"\x9c\x01\n\x11\x45xportDiskRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x05range\x18\x04 \x01(\x0b\x32\x1b.dvp.snapshots.v1.ByteRange\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xa4\x01\n\x19\x45xportDiskSnapshotRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x05range\x18\x04 \x01(\x0b\x32\x1b.dvp.snapshots.v1.ByteRange\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xec\x01\n\x0e\x45xportMetadata\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12@\n\x0bvolume_mode\x18\x02 \x01(\x0e\x32+.dvp.snapshots.v1.ExportMetadata.VolumeMode\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x0e\n\x06length\x18\x06 \x01(\x03\"D\n\nVolumeMode\x12\x1b\n\x17VOLUME_MODE_UNSPECIFIED\x10\x00\x12\t\n\x05\x42LOCK\x10\x01\x12\x0e\n\nFILESYSTEM\x10\x02\"\\\n\x0b\x45xportChunk\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32 .dvp.snapshots.v1.ExportMetadataH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x63hunk2\xc7\x01\n\rExportService\x12R\n\nExportDisk\x12#.dvp.snapshots.v1.ExportDiskRequest\x1a\x1d.dvp.snapshots.v1.ExportChunk0\x01\x12\x62\n\x12\x45xportDiskSnapshot\x12+.dvp.snapshots.v1.ExportDiskSnapshotRequest\x1a\x1d.dvp.snapshots.v1.ExportChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dvp/snapshots/v1/export_service.proto\x12\x10\x64vp.snapshots.v1\x1a\x1egoogle/protobuf/duration.proto\";\n\tByteRange\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x13\n\x06length\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\t\n\x07_length\"\xcb\x01\n\x11\x45xportDiskRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x05range\x18\x04 \x01(\x0b\x32\x1b.dvp.snapshots.v1.ByteRange\x12\x14\n\x0c\x65xpand_holes\x18\x05 \x01(\x08\x12\x1a\n\x12whole_image_sha256\x18\x06 \x01(\x08\x12\x0f\n\x07if_etag\x18\x07 \x01(\t\"\xd3\x01\n\x19\x45xportDiskSnapshotRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x05range\x18\x04 \x01(\x0b\x32\x1b.dvp.snapshots.v1.ByteRange\x12\x14\n\x0c\x65xpand_holes\x18\x05 \x01(\x08\x12\x1a\n\x12whole_image_sha256\x18\x06 \x01(\x08\x12\x0f\n\x07if_etag\x18\x07 \x01(\t\"\xfa\x01\n\x0e\x45xportMetadata\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12@\n\x0bvolume_mode\x18\x02 \x01(\x0e\x32+.dvp.snapshots.v1.ExportMetadata.VolumeMode\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x0e\n\x06length\x18\x06 \x01(\x03\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\"D\n\nVolumeMode\x12\x1b\n\x17VOLUME_MODE_UNSPECIFIED\x10\x00\x12\t\n\x05\x42LOCK\x10\x01\x12\x0e\n\nFILESYSTEM\x10\x02\"*\n\nExportData\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\",\n\nExportHole\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0e\n\x06length\x18\x02 \x01(\x03\"w\n\rExportSummary\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0crange_sha256\x18\x05 \x01(\t\x12\x12\n\nhole_bytes\x18\x06 \x01(\x03\"\xdc\x01\n\x0b\x45xportChunk\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32 .dvp.snapshots.v1.ExportMetadataH\x00\x12,\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1c.dvp.snapshots.v1.ExportDataH\x00\x12,\n\x04hole\x18\x03 \x01(\x0b\x32\x1c.dvp.snapshots.v1.ExportHoleH\x00\x12\x32\n\x07summary\x18\x04 \x01(\x0b\x32\x1f.dvp.snapshots.v1.ExportSummaryH\x00\x42\x07\n\x05\x63hunk2\xc7\x01\n\rExportService\x12R\n\nExportDisk\x12#.dvp.snapshots.v1.ExportDiskRequest\x1a\x1d.dvp.snapshots.v1.ExportChunk0\x01\x12\x62\n\x12\x45xportDiskSnapshot\x12+.dvp.snapshots.v1.ExportDiskSnapshotRequest\x1a\x1d.dvp.snapshots.v1.ExportChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BYTERANGE']._serialized_start=91
   _globals['_BYTERANGE']._serialized_end=150
   _globals['_EXPORTDISKREQUEST']._serialized_start=153
-  _globals['_EXPORTDISKREQUEST']._serialized_end=309
-  _globals['_EXPORTDISKSNAPSHOTREQUEST']._serialized_start=312
-  _globals['_EXPORTDISKSNAPSHOTREQUEST']._serialized_end=476
-  _globals['_EXPORTMETADATA']._serialized_start=479
-  _globals['_EXPORTMETADATA']._serialized_end=715
-  _globals['_EXPORTMETADATA_VOLUMEMODE']._serialized_start=647
-  _globals['_EXPORTMETADATA_VOLUMEMODE']._serialized_end=715
-  _globals['_EXPORTCHUNK']._serialized_start=717
-  _globals['_EXPORTCHUNK']._serialized_end=809
-  _globals['_EXPORTSERVICE']._serialized_start=812
-  _globals['_EXPORTSERVICE']._serialized_end=1011
+  _globals['_EXPORTDISKREQUEST']._serialized_end=356
+  _globals['_EXPORTDISKSNAPSHOTREQUEST']._serialized_start=359
+  _globals['_EXPORTDISKSNAPSHOTREQUEST']._serialized_end=570
+  _globals['_EXPORTMETADATA']._serialized_start=573
+  _globals['_EXPORTMETADATA']._serialized_end=823
+  _globals['_EXPORTMETADATA_VOLUMEMODE']._serialized_start=755
+  _globals['_EXPORTMETADATA_VOLUMEMODE']._serialized_end=823
+  _globals['_EXPORTDATA']._serialized_start=825
+  _globals['_EXPORTDATA']._serialized_end=867
+  _globals['_EXPORTHOLE']._serialized_start=869
+  _globals['_EXPORTHOLE']._serialized_end=913
+  _globals['_EXPORTSUMMARY']._serialized_start=915
+  _globals['_EXPORTSUMMARY']._serialized_end=1034
+  _globals['_EXPORTCHUNK']._serialized_start=1037
+  _globals['_EXPORTCHUNK']._serialized_end=1257
+  _globals['_EXPORTSERVICE']._serialized_start=1260
+  _globals['_EXPORTSERVICE']._serialized_end=1459
 # @@protoc_insertion_point(module_scope)

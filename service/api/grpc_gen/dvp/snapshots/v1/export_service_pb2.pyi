@@ -57,20 +57,31 @@ class ExportDiskRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     RANGE_FIELD_NUMBER: _builtins.int
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPAND_HOLES_FIELD_NUMBER: _builtins.int
+    WHOLE_IMAGE_SHA256_FIELD_NUMBER: _builtins.int
+    IF_ETAG_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """Namespace of the disk. Required."""
     name: _builtins.str
     """Name of the VirtualDisk. Required."""
-    request_id: _builtins.str
-    """Idempotency key (AIP-155): a retry reuses the same DataExport while it lives."""
+    expand_holes: _builtins.bool
+    """Send zero-filled regions as data instead of holes."""
+    whole_image_sha256: _builtins.bool
+    """Also compute the SHA-256 of the whole image when a range is asked for (the gateway
+    reads, without sending, the bytes outside the range); it is in the summary and on the
+    operation. The whole image's digest is always computed when no range is asked for.
+    """
+    if_etag: _builtins.str
+    """Serve the range only if the content still has this entity tag (ExportMetadata.etag,
+    the REST ETag), else the whole volume: a resumed download never mixes two contents.
+    """
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """How long the DataExport lives (spec.ttl). Unset: the server default."""
+        """How long the DataExport lives without access (spec.ttl), 1 s to 24 h. Unset: 120 s."""
 
     @_builtins.property
     def range(self) -> Global___ByteRange:
-        """Part of the volume to send; unset sends all of it."""
+        """Part of the volume to send; unset sends all of it. A range past the end is OUT_OF_RANGE."""
 
     def __init__(
         self,
@@ -79,11 +90,13 @@ class ExportDiskRequest(_message.Message):
         name: _builtins.str = ...,
         ttl: _duration_pb2.Duration | None = ...,
         range: Global___ByteRange | None = ...,
-        request_id: _builtins.str = ...,
+        expand_holes: _builtins.bool = ...,
+        whole_image_sha256: _builtins.bool = ...,
+        if_etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["range", b"range", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "range", b"range", "request_id", b"request_id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expand_holes", b"expand_holes", "if_etag", b"if_etag", "name", b"name", "namespace", b"namespace", "range", b"range", "ttl", b"ttl", "whole_image_sha256", b"whole_image_sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -99,20 +112,26 @@ class ExportDiskSnapshotRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     RANGE_FIELD_NUMBER: _builtins.int
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPAND_HOLES_FIELD_NUMBER: _builtins.int
+    WHOLE_IMAGE_SHA256_FIELD_NUMBER: _builtins.int
+    IF_ETAG_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """Namespace of the snapshot. Required."""
     name: _builtins.str
     """Name of the VirtualDiskSnapshot. Required."""
-    request_id: _builtins.str
-    """Idempotency key (AIP-155): a retry reuses the same DataExport while it lives."""
+    expand_holes: _builtins.bool
+    """Send zero-filled regions as data instead of holes."""
+    whole_image_sha256: _builtins.bool
+    """As ExportDiskRequest.whole_image_sha256."""
+    if_etag: _builtins.str
+    """As ExportDiskRequest.if_etag."""
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """How long the DataExport lives (spec.ttl). Unset: the server default."""
+        """How long the DataExport lives without access (spec.ttl), 1 s to 24 h. Unset: 120 s."""
 
     @_builtins.property
     def range(self) -> Global___ByteRange:
-        """Part of the volume to send; unset sends all of it."""
+        """Part of the volume to send; unset sends all of it. A range past the end is OUT_OF_RANGE."""
 
     def __init__(
         self,
@@ -121,11 +140,13 @@ class ExportDiskSnapshotRequest(_message.Message):
         name: _builtins.str = ...,
         ttl: _duration_pb2.Duration | None = ...,
         range: Global___ByteRange | None = ...,
-        request_id: _builtins.str = ...,
+        expand_holes: _builtins.bool = ...,
+        whole_image_sha256: _builtins.bool = ...,
+        if_etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["range", b"range", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace", "range", b"range", "request_id", b"request_id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expand_holes", b"expand_holes", "if_etag", b"if_etag", "name", b"name", "namespace", b"namespace", "range", b"range", "ttl", b"ttl", "whole_image_sha256", b"whole_image_sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -166,6 +187,7 @@ class ExportMetadata(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     LENGTH_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     size: _builtins.int
     """Total size of the volume in bytes."""
     volume_mode: Global___ExportMetadata.VolumeMode.ValueType
@@ -173,11 +195,15 @@ class ExportMetadata(_message.Message):
     operation_id: _builtins.str
     """The EXPORT_DISK / EXPORT_DISK_SNAPSHOT operation recording this export."""
     sha256: _builtins.str
-    """Hex SHA-256 of the bytes that follow; empty when not known in advance."""
+    """Hex SHA-256 of the whole volume when the gateway knows it before sending (an earlier
+    complete export of the same content); else empty, and the summary carries it.
+    """
     offset: _builtins.int
     """Offset of the first byte that follows."""
     length: _builtins.int
-    """Number of bytes that follow."""
+    """Number of bytes that follow (data and holes together)."""
+    etag: _builtins.str
+    """Identifies the content (the REST ETag): equal tags, equal bytes."""
     def __init__(
         self,
         *,
@@ -187,40 +213,152 @@ class ExportMetadata(_message.Message):
         sha256: _builtins.str = ...,
         offset: _builtins.int = ...,
         length: _builtins.int = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["length", b"length", "offset", b"offset", "operation_id", b"operation_id", "sha256", b"sha256", "size", b"size", "volume_mode", b"volume_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "length", b"length", "offset", b"offset", "operation_id", b"operation_id", "sha256", b"sha256", "size", b"size", "volume_mode", b"volume_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportMetadata: _TypeAlias = ExportMetadata  # noqa: Y015
 
 @_typing.final
+class ExportData(_message.Message):
+    """Bytes of the volume at an offset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Offset of data[0] in the volume."""
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportData: _TypeAlias = ExportData  # noqa: Y015
+
+@_typing.final
+class ExportHole(_message.Message):
+    """A zero-filled region of the volume, sent without its bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Offset of the region's first byte in the volume."""
+    length: _builtins.int
+    """Length of the region in bytes."""
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["length", b"length", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportHole: _TypeAlias = ExportHole  # noqa: Y015
+
+@_typing.final
+class ExportSummary(_message.Message):
+    """The last message of a complete export stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    RANGE_SHA256_FIELD_NUMBER: _builtins.int
+    HOLE_BYTES_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """Total size of the volume in bytes."""
+    offset: _builtins.int
+    """Offset and length the stream covered (data and holes together)."""
+    length: _builtins.int
+    sha256: _builtins.str
+    """Hex SHA-256 of the whole volume: computed when the stream covered all of it or
+    whole_image_sha256 was asked for, or known from an earlier export of the same
+    content; else empty.
+    """
+    range_sha256: _builtins.str
+    """Hex SHA-256 of the bytes the stream covered (holes as zeros)."""
+    hole_bytes: _builtins.int
+    """Of length, the bytes sent as holes."""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        range_sha256: _builtins.str = ...,
+        hole_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hole_bytes", b"hole_bytes", "length", b"length", "offset", b"offset", "range_sha256", b"range_sha256", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportSummary: _TypeAlias = ExportSummary  # noqa: Y015
+
+@_typing.final
 class ExportChunk(_message.Message):
-    """One message of an export stream: metadata first, then data chunks in order."""
+    """One message of an export stream: metadata first, then data and holes in offset
+    order with no gaps, then the summary.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     METADATA_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
-    data: _builtins.bytes
-    """The next bytes of the volume."""
+    HOLE_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def metadata(self) -> Global___ExportMetadata:
         """Sent once, first."""
+
+    @_builtins.property
+    def data(self) -> Global___ExportData:
+        """The next bytes of the volume."""
+
+    @_builtins.property
+    def hole(self) -> Global___ExportHole:
+        """The next bytes of the volume are zeros."""
+
+    @_builtins.property
+    def summary(self) -> Global___ExportSummary:
+        """Sent once, last."""
 
     def __init__(
         self,
         *,
         metadata: Global___ExportMetadata | None = ...,
-        data: _builtins.bytes = ...,
+        data: Global___ExportData | None = ...,
+        hole: Global___ExportHole | None = ...,
+        summary: Global___ExportSummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "hole", b"hole", "metadata", b"metadata", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "hole", b"hole", "metadata", b"metadata", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_chunk: _TypeAlias = _typing.Literal["metadata", "data"]  # noqa: Y015
+    _WhichOneofReturnType_chunk: _TypeAlias = _typing.Literal["metadata", "data", "hole", "summary"]  # noqa: Y015
     _WhichOneofArgType_chunk: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_chunk) -> _WhichOneofReturnType_chunk | None: ...
 

@@ -27,7 +27,7 @@ from service.api.grpc_gen.dvp.snapshots.v1 import common_pb2 as dvp_dot_snapshot
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dvp/snapshots/v1/operation.proto\x12\x10\x64vp.snapshots.v1\x1a\x1d\x64vp/snapshots/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x07\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .dvp.snapshots.v1.Operation.Type\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12-\n\x06target\x18\x04 \x01(\x0b\x32\x1d.dvp.snapshots.v1.ResourceRef\x12/\n\x08resource\x18\x05 \x01(\x0b\x32\x1d.dvp.snapshots.v1.ResourceRef\x12\x30\n\x05state\x18\x06 \x01(\x0e\x32!.dvp.snapshots.v1.Operation.State\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\r\n\x05phase\x18\x08 \x01(\t\x12/\n\nconditions\x18\t \x03(\x0b\x32\x1b.dvp.snapshots.v1.Condition\x12\x31\n\x07results\x18\n \x03(\x0b\x32 .dvp.snapshots.v1.ResourceResult\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12/\n\x05\x65rror\x18\x0c \x01(\x0b\x32 .dvp.snapshots.v1.OperationError\x12\r\n\x05\x61\x63tor\x18\r \x01(\t\x12\x12\n\nrequest_id\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x12 \x01(\x03\"b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\"\xf8\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43REATE_DISK_SNAPSHOT\x10\x01\x12\x18\n\x14\x44\x45LETE_DISK_SNAPSHOT\x10\x02\x12\x16\n\x12\x43REATE_VM_SNAPSHOT\x10\x03\x12\x16\n\x12\x44\x45LETE_VM_SNAPSHOT\x10\x04\x12\x10\n\x0cRESTORE_DISK\x10\x05\x12\x0e\n\nRESTORE_VM\x10\x06\x12\x0c\n\x08\x43LONE_VM\x10\x07\x12\x1b\n\x17\x43REATE_VM_FROM_SNAPSHOT\x10\x08\x12\x0f\n\x0b\x45XPORT_DISK\x10\t\x12\x18\n\x14\x45XPORT_DISK_SNAPSHOT\x10\n\"\x87\x01\n\x0eResourceResult\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x13\n\x0bsource_name\x18\x07 \x01(\t\"?\n\x0eOperationError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dvp/snapshots/v1/operation.proto\x12\x10\x64vp.snapshots.v1\x1a\x1d\x64vp/snapshots/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x08\n\tOperation\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .dvp.snapshots.v1.Operation.Type\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12-\n\x06target\x18\x04 \x01(\x0b\x32\x1d.dvp.snapshots.v1.ResourceRef\x12/\n\x08resource\x18\x05 \x01(\x0b\x32\x1d.dvp.snapshots.v1.ResourceRef\x12\x30\n\x05state\x18\x06 \x01(\x0e\x32!.dvp.snapshots.v1.Operation.State\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\r\n\x05phase\x18\x08 \x01(\t\x12/\n\nconditions\x18\t \x03(\x0b\x32\x1b.dvp.snapshots.v1.Condition\x12\x31\n\x07results\x18\n \x03(\x0b\x32 .dvp.snapshots.v1.ResourceResult\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12/\n\x05\x65rror\x18\x0c \x01(\x0b\x32 .dvp.snapshots.v1.OperationError\x12\r\n\x05\x61\x63tor\x18\r \x01(\t\x12\x12\n\nrequest_id\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x12 \x01(\x03\x12\x32\n\x08transfer\x18\x13 \x01(\x0b\x32 .dvp.snapshots.v1.ExportTransfer\"b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\"\xf8\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43REATE_DISK_SNAPSHOT\x10\x01\x12\x18\n\x14\x44\x45LETE_DISK_SNAPSHOT\x10\x02\x12\x16\n\x12\x43REATE_VM_SNAPSHOT\x10\x03\x12\x16\n\x12\x44\x45LETE_VM_SNAPSHOT\x10\x04\x12\x10\n\x0cRESTORE_DISK\x10\x05\x12\x0e\n\nRESTORE_VM\x10\x06\x12\x0c\n\x08\x43LONE_VM\x10\x07\x12\x1b\n\x17\x43REATE_VM_FROM_SNAPSHOT\x10\x08\x12\x0f\n\x0b\x45XPORT_DISK\x10\t\x12\x18\n\x14\x45XPORT_DISK_SNAPSHOT\x10\n\"\xbd\x02\n\x0e\x45xportTransfer\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x12\n\nhole_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x14\n\x0crange_sha256\x18\x07 \x01(\t\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\t \x01(\x01\x12\x39\n\x07outcome\x18\n \x01(\x0e\x32(.dvp.snapshots.v1.ExportTransfer.Outcome\"L\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\r\n\tCOMPLETED\x10\x01\x12\r\n\tCANCELLED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\"\x87\x01\n\x0eResourceResult\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x13\n\x0bsource_name\x18\x07 \x01(\t\"?\n\x0eOperationError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dvp.snapshots.v1.operation_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OPERATION']._serialized_start=119
-  _globals['_OPERATION']._serialized_end=1098
-  _globals['_OPERATION_STATE']._serialized_start=749
-  _globals['_OPERATION_STATE']._serialized_end=847
-  _globals['_OPERATION_TYPE']._serialized_start=850
-  _globals['_OPERATION_TYPE']._serialized_end=1098
-  _globals['_RESOURCERESULT']._serialized_start=1101
-  _globals['_RESOURCERESULT']._serialized_end=1236
-  _globals['_OPERATIONERROR']._serialized_start=1238
-  _globals['_OPERATIONERROR']._serialized_end=1301
+  _globals['_OPERATION']._serialized_end=1150
+  _globals['_OPERATION_STATE']._serialized_start=801
+  _globals['_OPERATION_STATE']._serialized_end=899
+  _globals['_OPERATION_TYPE']._serialized_start=902
+  _globals['_OPERATION_TYPE']._serialized_end=1150
+  _globals['_EXPORTTRANSFER']._serialized_start=1153
+  _globals['_EXPORTTRANSFER']._serialized_end=1470
+  _globals['_EXPORTTRANSFER_OUTCOME']._serialized_start=1394
+  _globals['_EXPORTTRANSFER_OUTCOME']._serialized_end=1470
+  _globals['_RESOURCERESULT']._serialized_start=1473
+  _globals['_RESOURCERESULT']._serialized_end=1608
+  _globals['_OPERATIONERROR']._serialized_start=1610
+  _globals['_OPERATIONERROR']._serialized_end=1673
 # @@protoc_insertion_point(module_scope)

@@ -138,6 +138,7 @@ class Operation(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     type: Global___Operation.Type.ValueType
@@ -192,6 +193,10 @@ class Operation(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """When the operation reached a terminal state; unset while running."""
 
+    @_builtins.property
+    def transfer(self) -> Global___ExportTransfer:
+        """What an export sent (EXPORT_DISK, EXPORT_DISK_SNAPSHOT); unset for other types."""
+
     def __init__(
         self,
         *,
@@ -213,14 +218,99 @@ class Operation(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
+        transfer: Global___ExportTransfer | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "resource", b"resource", "target", b"target", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "resource", b"resource", "target", b"target", "transfer", b"transfer", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "conditions", b"conditions", "create_time", b"create_time", "done", b"done", "end_time", b"end_time", "error", b"error", "id", b"id", "namespace", b"namespace", "phase", b"phase", "request_id", b"request_id", "resource", b"resource", "results", b"results", "state", b"state", "target", b"target", "type", b"type", "update_time", b"update_time", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "conditions", b"conditions", "create_time", b"create_time", "done", b"done", "end_time", b"end_time", "error", b"error", "id", b"id", "namespace", b"namespace", "phase", b"phase", "request_id", b"request_id", "resource", b"resource", "results", b"results", "state", b"state", "target", b"target", "transfer", b"transfer", "type", b"type", "update_time", b"update_time", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Operation: _TypeAlias = Operation  # noqa: Y015
+
+@_typing.final
+class ExportTransfer(_message.Message):
+    """The bytes an export stream moved, updated while it runs and final when it ends."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ExportTransfer._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: ExportTransfer._Outcome.ValueType  # 0
+        """Still running."""
+        COMPLETED: ExportTransfer._Outcome.ValueType  # 1
+        """Every byte of the range was sent."""
+        CANCELLED: ExportTransfer._Outcome.ValueType  # 2
+        """The caller went away or cancelled before the end."""
+        FAILED: ExportTransfer._Outcome.ValueType  # 3
+        """The cluster, the exporter or the gateway failed."""
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
+        """How an export stream ended."""
+
+    OUTCOME_UNSPECIFIED: ExportTransfer.Outcome.ValueType  # 0
+    """Still running."""
+    COMPLETED: ExportTransfer.Outcome.ValueType  # 1
+    """Every byte of the range was sent."""
+    CANCELLED: ExportTransfer.Outcome.ValueType  # 2
+    """The caller went away or cancelled before the end."""
+    FAILED: ExportTransfer.Outcome.ValueType  # 3
+    """The cluster, the exporter or the gateway failed."""
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    BYTES_SENT_FIELD_NUMBER: _builtins.int
+    HOLE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    RANGE_SHA256_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """Total size of the volume in bytes."""
+    offset: _builtins.int
+    """Offset and length of the range the stream covers (the whole volume: 0 and size)."""
+    length: _builtins.int
+    bytes_sent: _builtins.int
+    """Bytes of the range sent so far (holes included)."""
+    hole_bytes: _builtins.int
+    """Of bytes_sent, the bytes sent as holes (gRPC)."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the whole volume, when known (see ExportSummary.sha256)."""
+    range_sha256: _builtins.str
+    """Hex SHA-256 of the bytes of the range, once all were sent."""
+    etag: _builtins.str
+    """Identifies the content (the REST ETag)."""
+    duration_seconds: _builtins.float
+    """From the stream's start to its end (or to now while it runs)."""
+    outcome: Global___ExportTransfer.Outcome.ValueType
+    """How it ended."""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+        bytes_sent: _builtins.int = ...,
+        hole_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        range_sha256: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        duration_seconds: _builtins.float = ...,
+        outcome: Global___ExportTransfer.Outcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_sent", b"bytes_sent", "duration_seconds", b"duration_seconds", "etag", b"etag", "hole_bytes", b"hole_bytes", "length", b"length", "offset", b"offset", "outcome", b"outcome", "range_sha256", b"range_sha256", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportTransfer: _TypeAlias = ExportTransfer  # noqa: Y015
 
 @_typing.final
 class ResourceResult(_message.Message):

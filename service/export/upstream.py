@@ -122,17 +122,30 @@ class UpstreamBlocks:
 
 
 async def _pieces(response: aiohttp.ClientResponse, length: int, piece: int) -> AsyncIterator[bytes]:
-    remaining = length
+    """Exactly-``piece`` reads, one read ahead: the next piece arrives while the caller
+    relays this one (upstream and downstream overlap; memory stays at two pieces)."""
+    received = 0
+
+    def read_next() -> asyncio.Task[bytes] | None:
+        wanted = min(piece, length - received)
+        return asyncio.ensure_future(response.content.readexactly(wanted)) if wanted > 0 else None
+
+    ahead = read_next()
     try:
-        while remaining > 0:
-            wanted = min(piece, remaining)
-            data = await response.content.readexactly(wanted)
-            remaining -= wanted
+        while ahead is not None:
+            data = await ahead
+            received += len(data)
+            ahead = read_next()
             yield data
     except asyncio.IncompleteReadError as exc:
-        raise _interrupted(length - remaining + len(exc.partial), length) from None
+        raise _interrupted(received + len(exc.partial), length) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise _interrupted(length - remaining, length, type(exc).__name__) from None
+        raise _interrupted(received, length, type(exc).__name__) from None
+    finally:
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
 
 
 def _interrupted(received: int, length: int, cause: Any = "early end of data") -> ApiError:

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -105,6 +106,11 @@ def check(req: ExportRequest) -> None:
     v.raise_if_any(violations)
 
 
+def _feed(feeds: list[tuple[Any, bytes]]) -> None:
+    for digest, data in feeds:
+        digest.update(data)
+
+
 class _Slots:
     """Caps on concurrent exports: taken before anything is recorded, given back when the
     stream ends. Refusing at once (not queueing) keeps a burst from holding connections."""
@@ -179,6 +185,8 @@ class Exports:
         self._digests: OrderedDict[str, str] = OrderedDict()
         self._live: set[str] = set()            # operation ids streaming in this replica
         self._cleanups: set[asyncio.Task[None]] = set()
+        # One hashing thread per possible stream: a stream never waits for another's hash.
+        self.hash_pool = ThreadPoolExecutor(max_workers=settings.max_concurrent, thread_name_prefix="export-sha256")
 
     # ------------------------------------------------------------ the call
 
@@ -277,6 +285,7 @@ class Exports:
         """Let every started cleanup finish (the gateway stopping)."""
         if self._cleanups:
             await asyncio.gather(*list(self._cleanups), return_exceptions=True)
+        self.hash_pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ after a crash
 
@@ -452,16 +461,25 @@ class _ExportStream:
         piece_size = min(max(self._settings.piece, 4096), MAX_PIECE)
         next_save = time.monotonic() + self._settings.progress_interval
         position = read_from
+        # SHA-256 costs about as much as relaying the bytes; it runs on a worker thread
+        # (hashlib lets go of the GIL) while the loop relays the same piece. One piece
+        # hashes at a time, in order.
+        hashing: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
         async with self._exports.blocks.read(self._endpoint, read_from, read_to - read_from, piece_size) as pieces:
             async for piece in pieces:
-                if whole is not None:
-                    whole.update(piece)
+                if hashing is not None:
+                    await hashing
+                feeds: list[tuple[Any, bytes]] = [(whole, piece)] if whole is not None else []
                 lo, hi = max(position, span.offset), min(position + len(piece), span.end)
+                part = b""
                 if lo < hi:
                     whole_piece = (lo, hi) == (position, position + len(piece))
                     part = piece if whole_piece else piece[lo - position:hi - position]
                     if ranged is not whole:
-                        ranged.update(part)
+                        feeds.append((ranged, part))
+                hashing = loop.run_in_executor(self._exports.hash_pool, _feed, feeds) if feeds else None
+                if lo < hi:
                     if req.expand_holes:
                         self._sent += len(part)
                         yield ExportData(lo, part)
@@ -477,6 +495,8 @@ class _ExportStream:
                 if time.monotonic() >= next_save:
                     next_save = time.monotonic() + self._settings.progress_interval
                     await self._save_progress()
+        if hashing is not None:
+            await hashing
         digest = start.sha256 or (whole.hexdigest() if whole is not None else "")
         if whole is not None:
             self._exports.remember_digest(start.etag, digest)

@@ -1,4 +1,4 @@
-"""``dvp-gateway``: serve | migrate | embedded-cluster."""
+"""``dvp-gateway``: serve | migrate | embedded-cluster | download."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=None, help="default: the SQLite file under --data-dir")
     migrate.add_argument("--data-dir", default=None)
     sub.add_parser("embedded-cluster", help="run the embedded cluster alone (see its --help)", add_help=False)
+    sub.add_parser("download", help="download a disk or disk snapshot export to a file (see its --help)",
+                   add_help=False)
     return parser
 
 
@@ -76,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         from importlib import import_module
 
         return int(import_module("service.embedded_cluster.cli").main(argv[1:]))
+    if argv and argv[0] == "download":
+        # Its own parser: one-line usage errors, and none of the server's imports.
+        from service.client.command import main as download_main
+
+        return download_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         settings = from_args(args)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -109,7 +109,11 @@ class UpstreamBlocks:
                 raise _gone(endpoint, response.status)
             if response.status not in (200, 206) or (length and response.status != 206 and offset):
                 raise _refused(response.status, f"bytes {offset}-{offset + length - 1}")
-            yield _pieces(response, length, piece)
+            pieces = _pieces(response, length, piece)
+            try:
+                yield pieces
+            finally:
+                await pieces.aclose()   # its read-ahead is cancelled and collected here
         finally:
             # Closing (not releasing) drops the connection at once: an abandoned export
             # must not keep the exporter sending into a buffer nobody reads.
@@ -121,7 +125,7 @@ class UpstreamBlocks:
             self._session = None
 
 
-async def _pieces(response: aiohttp.ClientResponse, length: int, piece: int) -> AsyncIterator[bytes]:
+async def _pieces(response: aiohttp.ClientResponse, length: int, piece: int) -> AsyncGenerator[bytes, None]:
     """Exactly-``piece`` reads, one read ahead: the next piece arrives while the caller
     relays this one (upstream and downstream overlap; memory stays at two pieces)."""
     received = 0
@@ -142,7 +146,7 @@ async def _pieces(response: aiohttp.ClientResponse, length: int, piece: int) -> 
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise _interrupted(received, length, type(exc).__name__) from None
     finally:
-        if ahead is not None and not ahead.done():
+        if ahead is not None:
             ahead.cancel()
             with contextlib.suppress(BaseException):
                 await ahead

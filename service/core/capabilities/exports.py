@@ -375,12 +375,9 @@ class _ExportStream:
         manifest = data_export_manifest(
             namespace=self._op.namespace, name=self._export_name, target_kind=self._target.kind.kind,
             target_name=self._req.name, ttl_seconds=ttl, operation_id=self._op.id, actor=self._op.actor)
-        try:
-            obj = await self._deps.cluster.create(DATA_EXPORT, self._op.namespace, manifest)
-        except ApiError as exc:
-            if exc.code is Code.NOT_FOUND:
-                raise await self._module_absent(exc) from None
-            raise
+        # A cluster without the export module answers FAILED_PRECONDITION MODULE_NOT_ENABLED
+        # (service.cluster.errors): the type is not served.
+        obj = await self._deps.cluster.create(DATA_EXPORT, self._op.namespace, manifest)
         ref = ResourceRef(DATA_EXPORT.api_version, DATA_EXPORT.kind, self._export_name, self._op.namespace,
                           str(metadata(obj).get("uid", "")))
 
@@ -392,18 +389,6 @@ class _ExportStream:
 
         await self._deps.writer.update(self._op.id, running)
         return obj
-
-    async def _module_absent(self, exc: ApiError) -> ApiError:
-        """A 404 on create: the DataExport type is not served (the module is off), unless
-        only the namespace is missing (a list in a missing namespace is still served)."""
-        try:
-            await self._deps.cluster.list(DATA_EXPORT, self._op.namespace, limit=1)
-        except ApiError as probe:
-            if probe.code is Code.NOT_FOUND:
-                return failed_precondition("EXPORT_MODULE_DISABLED", (
-                    "the cluster does not serve DataExport (deckhouse.io/v1alpha1): enable the platform's "
-                    "data export module to export disks"))
-        return exc
 
     async def _wait_ready(self, obj: dict[str, Any], deadline: float) -> dict[str, Any] | None:
         """The Ready DataExport, or None when it expired first. Any other refusal the

@@ -13,6 +13,7 @@ class ExportSettings:
     default_ttl_seconds: float = 120.0
     ready_timeout: float = 120.0       # how long the DataExport may take to get Ready
     recreate_attempts: int = 3         # an export that expires before it is Ready is re-created
+    upstream_retries: int = 3          # a broken upstream read is resumed where it stopped
     piece: int = 1 << 20               # bytes per upstream read and per message
     hole_block: int = 64 << 10         # granularity of hole detection (gRPC)
     progress_interval: float = 5.0     # the operation's transfer is saved this often

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -77,6 +77,7 @@ MIN_TTL_SECONDS = 1.0
 MAX_TTL_SECONDS = 24 * 3600.0
 ETAG_MAX = 256
 MAX_PIECE = 4 << 20
+MAX_HOLE = 1 << 30     # the longest hole one message announces
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ def check(req: ExportRequest) -> None:
     if len(req.if_etag) > ETAG_MAX or not req.if_etag.isprintable():
         violations.append(FieldViolation("if_etag", f"must be printable and at most {ETAG_MAX} characters"))
     v.raise_if_any(violations)
+
+
+# Upstream failures an export picks up from where it stopped.
+_RESUMABLE = frozenset({"EXPORT_INTERRUPTED", "EXPORT_GONE", "EXPORTER_UNAVAILABLE"})
 
 
 def _feed(feeds: list[tuple[Any, bytes]]) -> None:
@@ -310,8 +315,8 @@ class Exports:
             await self._deps.cluster.delete(DATA_EXPORT, namespace, name)
         except ApiError as exc:
             if exc.code is not Code.NOT_FOUND:
-                log.warning("could not delete DataExport %s/%s: %s (the reconciler retries)", namespace, name,
-                            exc.reason)
+                # Not retried: an unread DataExport expires after its ttl by itself.
+                log.warning("could not delete DataExport %s/%s: %s", namespace, name, exc.reason)
 
 
 class _ExportStream:
@@ -330,10 +335,11 @@ class _ExportStream:
         self._subject = subject
         self._source = source
         self._export_name = ""
+        self._attempts = 0
         self._endpoint: BlockEndpoint | None = None
         self._start: ExportStart | None = None
         self._span = ByteSpan(0, 0, False)
-        self._iterator: AsyncIterator[ExportItem] | None = None
+        self._iterator: AsyncGenerator[ExportItem, None] | None = None
         self._sent = 0
         self._holes = 0
         self._began = time.monotonic()
@@ -343,20 +349,7 @@ class _ExportStream:
     # ------------------------------------------------------------ getting ready
 
     async def prepare(self) -> None:
-        ttl = self._req.ttl_seconds or self._settings.default_ttl_seconds
-        deadline = time.monotonic() + self._settings.ready_timeout
-        for attempt in range(1, self._settings.recreate_attempts + 1):
-            obj = await self._create(ttl, attempt)
-            ready = await self._wait_ready(obj, deadline)
-            if ready is not None:
-                self._endpoint = _endpoint(ready)
-                break
-            log.info("DataExport %s expired before it was ready; re-creating it", self._export_name)
-            await self._exports.delete_export(self._op.namespace, self._export_name)
-        else:
-            raise ApiError(Code.ABORTED, "EXPORT_EXPIRED", (
-                f"the DataExport expired {self._settings.recreate_attempts} times before it was ready; "
-                "retry with a longer ttl"))
+        self._endpoint = await self._ready_export()
         size = await self._exports.blocks.size(self._endpoint)
         etag = self._exports.etag_of(self._target, self._source)
         self._span = resolve_span(self._req, size, etag)
@@ -369,6 +362,23 @@ class _ExportStream:
             lambda t: replace(t, size=size, offset=span.offset, length=span.length, etag=etag, sha256=known),
             phase_name="Transferring", reason="Transferring",
             message=f"sending bytes {span.offset}-{span.end} of {size}"))
+
+    async def _ready_export(self) -> BlockEndpoint:
+        """A new DataExport, Ready; one that expires first is replaced (a bounded number of
+        times). Any earlier one of this stream is deleted first."""
+        ttl = self._req.ttl_seconds or self._settings.default_ttl_seconds
+        deadline = time.monotonic() + self._settings.ready_timeout
+        for _ in range(self._settings.recreate_attempts):
+            if self._export_name:
+                await self._exports.delete_export(self._op.namespace, self._export_name)
+            self._attempts += 1
+            ready = await self._wait_ready(await self._create(ttl, self._attempts), deadline)
+            if ready is not None:
+                return _endpoint(ready)
+            log.info("DataExport %s expired before it was ready; re-creating it", self._export_name)
+        raise ApiError(Code.ABORTED, "EXPORT_EXPIRED", (
+            f"the DataExport expired {self._settings.recreate_attempts} times before it was ready; "
+            "retry with a longer ttl"))
 
     async def _create(self, ttl: float, attempt: int) -> dict[str, Any]:
         self._export_name = f"gw-export-{self._op.id}" + (f"-{attempt}" if attempt > 1 else "")
@@ -384,7 +394,8 @@ class _ExportStream:
         def running(op: Operation) -> Change | None:
             op.resource = ref
             op.state = OperationState.RUNNING
-            op.phase = "WaitingForExport"
+            if op.phase != "Transferring":   # a replacement midway does not stop the transfer
+                op.phase = "WaitingForExport"
             return Change("DataExportCreated", f"DataExport {self._export_name} created; waiting for it to be ready")
 
         await self._deps.writer.update(self._op.id, running)
@@ -434,7 +445,7 @@ class _ExportStream:
             await self.finish(exc)
             raise
 
-    async def _items(self) -> AsyncIterator[ExportItem]:
+    async def _items(self) -> AsyncGenerator[ExportItem, None]:
         assert self._start is not None and self._endpoint is not None
         start, span, req = self._start, self._span, self._req
         yield start
@@ -450,8 +461,9 @@ class _ExportStream:
         # (hashlib lets go of the GIL) while the loop relays the same piece. One piece
         # hashes at a time, in order.
         hashing: asyncio.Future[None] | None = None
+        hole: ExportHole | None = None      # a zero run not sent yet
         loop = asyncio.get_running_loop()
-        async with self._exports.blocks.read(self._endpoint, read_from, read_to - read_from, piece_size) as pieces:
+        async with contextlib.aclosing(self._upstream(read_from, read_to, piece_size)) as pieces:
             async for piece in pieces:
                 if hashing is not None:
                     await hashing
@@ -471,15 +483,26 @@ class _ExportStream:
                     else:
                         for item in split_holes(part, lo, self._settings.hole_block):
                             if isinstance(item, ExportHole):
-                                self._holes += item.length
-                                self._sent += item.length
-                            else:
-                                self._sent += len(item.data)
+                                # Adjacent holes become one message (a zero run spans pieces),
+                                # up to MAX_HOLE so the caller still sees progress.
+                                if hole is not None and hole.length + item.length <= MAX_HOLE:
+                                    hole = ExportHole(hole.offset, hole.length + item.length)
+                                    continue
+                                if hole is not None:
+                                    yield self._count_hole(hole)
+                                hole = item
+                                continue
+                            if hole is not None:
+                                yield self._count_hole(hole)
+                                hole = None
+                            self._sent += len(item.data)
                             yield item
                 position += len(piece)
                 if time.monotonic() >= next_save:
                     next_save = time.monotonic() + self._settings.progress_interval
                     await self._save_progress()
+        if hole is not None:
+            yield self._count_hole(hole)
         if hashing is not None:
             await hashing
         digest = start.sha256 or (whole.hexdigest() if whole is not None else "")
@@ -489,6 +512,36 @@ class _ExportStream:
                         range_sha256=ranged.hexdigest(), hole_bytes=self._holes)
         await self.finish(None, end)
         yield end
+
+    def _count_hole(self, hole: ExportHole) -> ExportHole:
+        self._holes += hole.length
+        self._sent += hole.length
+        return hole
+
+    async def _upstream(self, start: int, end: int, piece: int) -> AsyncGenerator[bytes, None]:
+        """Bytes [start, end) in pieces. A connection that breaks, or an export that expires,
+        midway is picked up again where it stopped (a new DataExport if the old one is gone):
+        the caller sees one unbroken stream. Giving up takes ``upstream_retries`` failures in
+        a row with no byte in between."""
+        assert self._endpoint is not None
+        position, failures = start, 0
+        while position < end:
+            try:
+                async with self._exports.blocks.read(self._endpoint, position, end - position, piece) as pieces:
+                    async for data in pieces:
+                        position += len(data)
+                        failures = 0
+                        yield data
+            except ApiError as exc:
+                failures += 1
+                if exc.reason not in _RESUMABLE or failures > self._settings.upstream_retries:
+                    raise
+                log.info("export %s: upstream %s at byte %d; resuming (%d)", self._op.id, exc.reason, position,
+                         failures)
+                if exc.reason == "EXPORT_GONE":
+                    self._endpoint = await self._ready_export()
+                else:
+                    await asyncio.sleep(min(0.1 * 2 ** failures, 2.0))
 
     async def _save_progress(self) -> None:
         sent, holes, elapsed = self._sent, self._holes, time.monotonic() - self._began
@@ -503,7 +556,7 @@ class _ExportStream:
     async def aclose(self) -> None:
         if self._iterator is not None:
             with contextlib.suppress(Exception):
-                await self._iterator.aclose()  # type: ignore[attr-defined]
+                await self._iterator.aclose()
         await self.finish(asyncio.CancelledError())
 
     async def finish(self, exc: BaseException | None, end: ExportEnd | None = None) -> None:

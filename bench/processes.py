@@ -26,6 +26,8 @@ class Stack:
     grpc_target: str
     rest_url: str
     token: str
+    gateway_pid: int = 0  # for benchmarks that watch the processes (bench_export: /proc/<pid>/status)
+    cluster_pid: int = 0
 
 
 def _wait_for(path: Path, process: subprocess.Popen[bytes], what: str, limit: float = 60.0) -> None:
@@ -63,7 +65,7 @@ def stack(directory: Path, *, database_url: str = "", step_delay: float = 0.0) -
                 ports["grpc"] = m.group(1)
             if m := re.search(r"^REST\s+listening on (http://\S+)/v1", line):
                 ports["rest"] = m.group(1)
-        yield Stack(kubeconfig, ports["grpc"], ports["rest"], tokens["dev"])
+        yield Stack(kubeconfig, ports["grpc"], ports["rest"], tokens["dev"], gateway.pid, cluster.pid)
     finally:
         for process in (gateway, cluster):
             if process is not None and process.poll() is None:

@@ -8,10 +8,11 @@ import signal
 import sys
 from pathlib import Path
 
+from service.embedded_cluster.controllers.settings import DEFAULT_EXPORT_CHUNK
 from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service.embedded_cluster",
                                      description="A Kubernetes API server with the virtualization platform's "
                                                  "resources and simulated controllers.")
@@ -24,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve HTTPS with a generated CA (default; --no-tls for plain HTTP)")
     serve.add_argument("--step-delay", type=float, default=1.0, help="seconds per simulated controller step")
     serve.add_argument("--no-seed", action="store_true", help="do not create the demo namespace and objects")
+    serve.add_argument("--no-export-module", action="store_true",
+                       help="serve without the DataExport module (no dataexports resource, no exporter)")
+    serve.add_argument("--export-chunk", type=int, default=DEFAULT_EXPORT_CHUNK,
+                       help="bytes per write of the DataExport exporter (default %(default)s)")
     serve.add_argument("--policy", type=Path, help="YAML file with users, tokens and rules")
     serve.add_argument("--kubeconfig-out", type=Path, default=Path("embedded-kubeconfig.yaml"))
     serve.add_argument("--admin-token-file", type=Path,
@@ -40,11 +45,15 @@ def _admin_token(path: Path | None) -> str | None:
     return token
 
 
+def config_of(args: argparse.Namespace) -> EmbeddedClusterConfig:
+    return EmbeddedClusterConfig(host=args.host, port=args.port, tls=args.tls, step_delay=args.step_delay,
+                                 seed_demo=not args.no_seed, admin_token=_admin_token(args.admin_token_file),
+                                 policy_path=args.policy, export_module=not args.no_export_module,
+                                 export_chunk=args.export_chunk)
+
+
 async def _serve(args: argparse.Namespace) -> int:
-    config = EmbeddedClusterConfig(host=args.host, port=args.port, tls=args.tls, step_delay=args.step_delay,
-                                   seed_demo=not args.no_seed, admin_token=_admin_token(args.admin_token_file),
-                                   policy_path=args.policy)
-    cluster = EmbeddedCluster(config)
+    cluster = EmbeddedCluster(config_of(args))
     await cluster.start()
     try:
         if args.admin_token_file is not None and not args.admin_token_file.exists():
@@ -68,7 +77,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return asyncio.run(_serve(args))
     except OSError as error:

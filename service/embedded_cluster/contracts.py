@@ -107,6 +107,22 @@ class ResourceType:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
+class ExportFaults(Protocol):
+    """Faults tests inject into DataExports and their exporter (the API server's FaultInjector
+    implements this; the controllers only consume it)."""
+
+    def take_export_expiry(self) -> bool:
+        """Whether the DataExport seen for the first time now must be reported expired at once
+        (each True spends one of the injected expiries)."""
+
+    def take_export_drop(self) -> int | None:
+        """Body bytes after which the download starting now is cut off (spends the fault);
+        None: serve it whole."""
+
+    def export_rate(self) -> float | None:
+        """Bytes per second downloads are held to right now; None: full speed."""
+
+
 class Admission(Protocol):
     def admit(self, rtype: ResourceType, obj: Obj, old: Obj | None, *, subresource: str = "") -> Obj:
         """Return a pruned, defaulted copy of ``obj`` that satisfies the schema and its

@@ -33,7 +33,10 @@ from service.embedded_cluster.apiserver.http import ApiServer, ApiSettings
 from service.embedded_cluster.apiserver.store import MemoryStore
 from service.embedded_cluster.apiserver.tls import generate
 from service.embedded_cluster.controllers import ControllerManager, ControllerSettings
+from service.embedded_cluster.controllers.content import MAX_CHUNK
+from service.embedded_cluster.controllers.resources import DATAEXPORT
 from service.embedded_cluster.controllers.seed import seed_demo
+from service.embedded_cluster.controllers.settings import DEFAULT_EXPORT_CHUNK
 from service.embedded_cluster.schema import SchemaAdmission, load_resource_types
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,12 @@ class EmbeddedClusterConfig:
     watch_history: int = 1000
     bookmark_interval: float = 30.0
     run_controllers: bool = True      # False: a bare API server (tests of API semantics alone)
+    export_module: bool = True        # False: the DataExport module is disabled (no CRD, no exporter)
+    export_chunk: int = DEFAULT_EXPORT_CHUNK   # bytes per write of the exporter (see its measurement)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.export_chunk <= MAX_CHUNK:
+            raise ValueError(f"export_chunk must be between 1 and {MAX_CHUNK} bytes")
 
 
 def _url_host(host: str) -> str:
@@ -85,7 +94,8 @@ class EmbeddedCluster:
     async def _start(self) -> None:
         config = self.config
         authority = Authority(self.admin_token, load_policy(config.policy_path))
-        crd_types = load_resource_types()
+        # Without the module its CRD is not installed: the API answers 404 and discovery omits it.
+        crd_types = [t for t in load_resource_types() if config.export_module or t.key != DATAEXPORT]
         self.store = MemoryStore([*BUILTIN_TYPES, *crd_types], SchemaAdmission(),
                                  watch_history=config.watch_history)
         self.faults = FaultInjector(compact=self.store.compact)
@@ -113,9 +123,11 @@ class EmbeddedCluster:
         if config.run_controllers:
             self._manager = ControllerManager(self.store, ControllerSettings(
                 step_delay=config.step_delay, base_url=self.url, authenticate=authority.username,
+                export_chunk=config.export_chunk, export_module=config.export_module, faults=self.faults,
                 ca_pem=self.ca_pem))
         routes = self._manager.exporter_routes() if self._manager is not None else []
-        app = api.build_app(routes, exempt_prefixes=(EXPORTER_PREFIX,))
+        # The exporter checks tokens itself; without it, its paths are ordinary (authenticated) 404s.
+        app = api.build_app(routes, exempt_prefixes=(EXPORTER_PREFIX,) if routes else ())
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()

@@ -213,7 +213,7 @@ class ApiServer:
         verb = self._verb(request, target)
         user = request[USER_KEY]
         self.authority.authorize(user, verb, target.rtype, target.namespace, target.name, target.subresource)
-        await self.faults.before(verb, target.rtype.plural)
+        await self.faults.before(verb, target.rtype.plural, target.rtype.key)
         if self.registry.is_review(target.rtype):
             return await self._review(request, target)
         handlers: dict[str, Callable[[web.Request, Target], Awaitable[web.StreamResponse]]] = {

@@ -44,11 +44,13 @@ class ControllerManager:
             MachineSnapshotReconciler(store, settings),
             MachineOperationReconciler(store, settings),
             SnapshotOperationReconciler(store, settings),
-            DataExportReconciler(store, settings),
         ]
+        # The storage-volume-data-manager module: DataExports and the exporter serving them.
+        self._exporter = Exporter(store, settings) if settings.export_module else None
+        if settings.export_module:
+            reconcilers.append(DataExportReconciler(store, settings))
         self._loops: list[tuple[Loop, dict[str, Mapper]]] = [
             (Loop(r, settings.step_delay), r.watches()) for r in reconcilers]
-        self._exporter = Exporter(store, settings)
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: AsyncIterator[StoreEvent] | None = None
 
@@ -72,7 +74,7 @@ class ControllerManager:
         await self._close_subscription()
 
     def exporter_routes(self) -> list[web.RouteDef]:
-        return self._exporter.routes()
+        return self._exporter.routes() if self._exporter is not None else []
 
     async def _close_subscription(self) -> None:
         subscription, self._subscription = self._subscription, None

@@ -9,10 +9,23 @@ from datetime import UTC, datetime
 
 from service.embedded_cluster.contracts import Obj, ObjectStore
 
-from .kube import annotation, generation_of, name_of, parse_quantity, parse_time, phase, set_condition, spec, status
+from .kube import (
+    annotation,
+    generation_of,
+    get_condition,
+    name_of,
+    parse_quantity,
+    parse_time,
+    phase,
+    set_condition,
+    spec,
+    status,
+    uid_of,
+)
 from .queries import vm_is_live, vms_using_disk
 from .resources import ANN_CONTENT_SEED, ANN_LAST_ACCESS, ANN_SOURCE_SIZE, DATAEXPORT, VD, VDSNAPSHOT, VM
 from .runtime import Mapper, Reconciler
+from .settings import ControllerSettings
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -81,6 +94,20 @@ def export_url(base_url: str, export: Obj) -> str:
 class DataExportReconciler(Reconciler):
     resource = DATAEXPORT
 
+    def __init__(self, store: ObjectStore, settings: ControllerSettings) -> None:
+        super().__init__(store, settings)
+        self._expired_by_fault: set[str] = set()   # uids: decided once, kept through conflicts and resyncs
+
+    def _expires_at_once(self, export: Obj) -> bool:
+        """An injected fault: the export's TTL ran out before it became ready."""
+        uid = uid_of(export)
+        if uid in self._expired_by_fault:
+            return True
+        if get_condition(export, "Ready") is None and self.settings.faults.take_export_expiry():
+            self._expired_by_fault.add(uid)
+            return True
+        return False
+
     def watches(self) -> dict[str, Mapper]:
         same = self.same_namespace()
         return {VD: same, VDSNAPSHOT: same, VM: same}
@@ -93,7 +120,8 @@ class DataExportReconciler(Reconciler):
         generation = generation_of(export)
         left = seconds_left(export)
         source, reason, message = export_source(self.store, export)
-        if left <= 0:
+        if left <= 0 or self._expires_at_once(export):
+            left = 0.0
             set_condition(st, "Ready", "False", "Expired",
                           f"The export expired: it was not accessed for {spec(export).get('ttl') or '2m'}.", generation)
         elif source is None:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from service.embedded_cluster.contracts import ObjectStore, StatusError
+from service.embedded_cluster.contracts import Obj, ObjectStore, StatusError
 
-from .content import iter_disk_content
+from .content import iter_disk_views
 from .dataexport import export_source, seconds_left
-from .kube import get_condition, meta, parse_time
+from .kube import get_condition, meta, name_of, namespace_of, parse_time, uid_of
 from .resources import ANN_LAST_ACCESS, DATAEXPORT
 from .settings import ControllerSettings
 
 log = logging.getLogger("embedded_cluster.exporter")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 ACCESS_RECORD_INTERVAL = 1.0
+PACE_INTERVAL = 0.05    # a throttled download writes a slice this often, so a reader sees steady progress
+LIVENESS_INTERVAL = 0.2  # how often a running download checks that its DataExport still exists
 
 
 class RangeNotSatisfiable(Exception):
@@ -52,10 +57,31 @@ def _problem(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"status": status, "message": message}, status=status, headers=headers)
 
 
+class _Watch:
+    """Whether the export being served was deleted (or replaced) since the download began: the real
+    exporter pod goes away with its DataExport. Looked up at most every LIVENESS_INTERVAL (a store
+    read copies the object)."""
+
+    def __init__(self, store: ObjectStore, export: Obj) -> None:
+        self._store = store
+        self._key = (namespace_of(export), name_of(export))
+        self._uid = uid_of(export)
+        self._next = time.monotonic() + LIVENESS_INTERVAL
+
+    def gone(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + LIVENESS_INTERVAL
+        current = self._store.get(DATAEXPORT, *self._key)
+        return current is None or uid_of(current) != self._uid or bool(current["metadata"].get("deletionTimestamp"))
+
+
 class Exporter:
     def __init__(self, store: ObjectStore, settings: ControllerSettings) -> None:
         self.store = store
         self.settings = settings
+        self.faults = settings.faults
 
     def routes(self) -> list[web.RouteDef]:
         path = "/dataexport/{namespace}/{name}/api/v1/block"
@@ -97,11 +123,58 @@ class Exporter:
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{source.size}"
         log.info("export %s/%s bytes %d-%d to %s", namespace, name, start, end, user)
         await response.prepare(request)
-        if request.method != "HEAD":
-            for piece in iter_disk_content(source.seed, source.size, start, end - start, self.settings.export_chunk):
-                await response.write(piece)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
+        pieces = iter_disk_views(source.seed, source.size, start, end - start, self.settings.export_chunk)
+        return await self._stream(request, response, export, pieces)
+
+    async def _stream(self, request: web.Request, response: web.StreamResponse, export: Obj,
+                      pieces: Iterable[memoryview]) -> web.StreamResponse:
+        """Send the body; the client leaving, an injected drop or the export's deletion ends it early."""
+        what = f"{namespace_of(export)}/{name_of(export)}"
+        try:
+            cut = await self._write_body(response, pieces, self.faults.take_export_drop(), _Watch(self.store, export))
+        except ConnectionError:
+            log.info("export %s: the client went away", what)
+            return response     # aiohttp finds the connection gone and finishes quietly
+        if cut:
+            # Close short of Content-Length: the client sees a truncated body, as when the exporter pod goes.
+            log.info("export %s: download cut: %s", what, cut)
+            if request.transport is not None:
+                request.transport.close()   # flushes what was written, then closes
+            return response
         await response.write_eof()
         return response
+
+    async def _write_body(self, response: web.StreamResponse, pieces: Iterable[memoryview],
+                          drop_after: int | None, watch: _Watch) -> str:
+        """Write the pieces (only ``drop_after`` bytes of them, if set); why the body was cut short,
+        or "" when it was sent whole."""
+        sent = 0
+        for piece in pieces:
+            room = None if drop_after is None else drop_after - sent
+            if room is not None and len(piece) > room:
+                piece = piece[:room]
+            async for part in self._paced(piece):
+                if watch.gone():
+                    return "the DataExport was deleted"
+                await response.write(part)
+            if room is not None and len(piece) == room:
+                return "an injected fault"
+            sent += len(piece)
+        return ""
+
+    async def _paced(self, data: memoryview) -> AsyncIterator[memoryview]:
+        """All of ``data`` at once, or slices at the injected rate (read again per slice: a test
+        may lift or change it while the download runs)."""
+        while data:
+            rate = self.faults.export_rate()
+            part = data if rate is None else data[:max(1, int(rate * PACE_INTERVAL))]
+            yield part
+            if rate is not None:
+                await asyncio.sleep(len(part) / rate)
+            data = data[len(part):]
 
     async def _record_access(self, namespace: str, name: str) -> None:
         """Restart the TTL (it counts from the last access), at most once a second per export."""

@@ -25,7 +25,7 @@ from service.core.ports import BlockEndpoint
 Credentials = Callable[[], Awaitable[str | None]]   # the Authorization header value, or None
 
 # How far aiohttp may read ahead of the consumer (per connection): bounds memory.
-DEFAULT_READ_BUFFER = 4 << 20
+DEFAULT_READ_BUFFER = 256 << 10
 
 
 def _gone(endpoint: BlockEndpoint, status: int) -> ApiError:

@@ -27,6 +27,10 @@ from service.core.domain import (
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
+    ExportData,
+    ExportEnd,
+    ExportHole,
+    ExportStart,
     KeepIpAddress,
     Operation,
     OperationError,
@@ -48,6 +52,7 @@ from service.core.requests import (
     CreateVmFromSnapshotRequest,
     CreateVmSnapshotRequest,
     DeleteVmSnapshotRequest,
+    ExportRequest,
     ListRequest,
     NameReplacement,
     ObjectKey,
@@ -402,9 +407,17 @@ def test_pages_and_timeline() -> None:
     assert [s.name for s in disks.disk_snapshots] == ["s1"] and disks.next_page_token == ""
 
 
-def test_export_chunk_and_no_request() -> None:
-    chunk = convert.export_chunk(b"\x00\x01")
-    assert chunk.WhichOneof("chunk") == "data" and chunk.data == b"\x00\x01"
-    assert isinstance(chunk, export_service_pb2.ExportChunk)
-    build: Callable[[object], object] = convert.no_request
-    assert build(export_service_pb2.ExportDiskRequest(namespace="demo")) is None
+def test_export_items_become_chunks_and_messages_become_requests() -> None:
+    data = convert.export_chunk(ExportData(5, b"\x00\x01"))
+    assert data.WhichOneof("chunk") == "data" and (data.data.offset, data.data.data) == (5, b"\x00\x01")
+    hole = convert.export_chunk(ExportHole(7, 9))
+    assert (hole.hole.offset, hole.hole.length) == (7, 9)
+    start = convert.export_chunk(ExportStart(operation_id="op", size=16, offset=0, length=16, etag='"e"'))
+    assert start.metadata.volume_mode == export_service_pb2.ExportMetadata.BLOCK and start.metadata.size == 16
+    end = convert.export_chunk(ExportEnd(size=16, offset=0, length=16, sha256="s", range_sha256="r", hole_bytes=9))
+    assert (end.summary.sha256, end.summary.range_sha256, end.summary.hole_bytes) == ("s", "r", 9)
+    whole = convert.export_request(export_service_pb2.ExportDiskSnapshotRequest(namespace="demo", name="s"))
+    assert whole == ExportRequest(namespace="demo", name="s") and not whole.ranged
+    ranged = export_service_pb2.ExportDiskRequest(namespace="demo", name="d")
+    ranged.range.offset = 3   # length unset: to the end
+    assert convert.export_request(ranged) == ExportRequest(namespace="demo", name="d", offset=3, length=None)

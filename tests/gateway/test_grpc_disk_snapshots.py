@@ -166,12 +166,13 @@ async def test_caller_errors_are_mapped(client: Client) -> None:
     assert info.reason == "UNAUTHENTICATED"
 
     export = export_service_pb2_grpc.ExportServiceStub(client.channel)
-    with pytest.raises(grpc.aio.AioRpcError) as later:
+    with pytest.raises(grpc.aio.AioRpcError) as in_use:
         async for _ in export.ExportDisk(export_service_pb2.ExportDiskRequest(
-                namespace=client.namespace, name="spare-disk"), metadata=client.auth):
+                namespace=client.namespace, name=DISK), metadata=client.auth):
             pass
-    assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "ExportDisk" in later.value.details()
+    assert in_use.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info, _ = _details(in_use.value)
+    assert info.reason == "DISK_IN_USE"
 
 
 async def test_operation_history_and_audit(client: Client) -> None:

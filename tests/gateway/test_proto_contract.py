@@ -44,7 +44,10 @@ SERVER_STREAMING = {"WatchDiskSnapshots", "WatchVirtualMachineSnapshots", "Expor
                     "WatchOperation", "ExportAuditEvents"}
 MUTATING = {"CreateDiskSnapshot", "DeleteDiskSnapshot", "CreateVirtualMachineSnapshot",
             "DeleteVirtualMachineSnapshot", "RestoreDisk", "RestoreVirtualMachine", "CloneVirtualMachine",
-            "CreateVirtualMachineFromSnapshot", "CancelOperation", "ExportDisk", "ExportDiskSnapshot"}
+            "CreateVirtualMachineFromSnapshot", "CancelOperation"}
+# An export is a stream, one operation each: a retry is a new export (resumed by range),
+# so it takes no idempotency key.
+EXPORTS = {"ExportDisk", "ExportDiskSnapshot"}
 
 
 def _services() -> dict[str, ServiceDescriptor]:
@@ -60,6 +63,8 @@ def test_every_service_and_method_of_the_spec_exists() -> None:
         for method in service.methods:
             assert not method.client_streaming
             assert method.server_streaming is (method.name in SERVER_STREAMING), method.name
+            if method.name in EXPORTS:
+                assert "request_id" not in method.input_type.fields_by_name, method.name
             if method.name in MUTATING:
                 assert "request_id" in method.input_type.fields_by_name, method.name
                 if method.name not in SERVER_STREAMING:

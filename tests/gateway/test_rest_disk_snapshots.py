@@ -130,8 +130,8 @@ async def test_list_pages_idempotency_and_errors(rest: Rest) -> None:
     stranger = await rest.call("GET", "/v1/namespaces/demo/disk-snapshots", user="stranger")
     assert stranger.status == 403 and stranger.json()["code"] == "PERMISSION_DENIED"
 
-    later = await rest.call("GET", "/v1/namespaces/demo/disks/spare-disk:export")
-    assert later.status == 501 and later.json()["reason"] == "NOT_IMPLEMENTED_YET"
+    in_use = await rest.call("GET", f"/v1/namespaces/demo/disks/{DISK}:export")
+    assert in_use.status == 412 and in_use.json()["reason"] == "DISK_IN_USE"
 
 
 async def test_watch_disk_snapshots_starts_with_current_objects(rest: Rest) -> None:

@@ -234,6 +234,7 @@ class ExportData(_message.Message):
     offset: _builtins.int
     """Offset of data[0] in the volume."""
     data: _builtins.bytes
+    """The bytes; at most the gateway's chunk size (1 MiB by default, 4 MiB at most)."""
     def __init__(
         self,
         *,
@@ -289,8 +290,9 @@ class ExportSummary(_message.Message):
     size: _builtins.int
     """Total size of the volume in bytes."""
     offset: _builtins.int
-    """Offset and length the stream covered (data and holes together)."""
+    """Offset of the first byte the stream covered."""
     length: _builtins.int
+    """Bytes the stream covered (data and holes together)."""
     sha256: _builtins.str
     """Hex SHA-256 of the whole volume: computed when the stream covered all of it or
     whole_image_sha256 was asked for, or known from an earlier export of the same

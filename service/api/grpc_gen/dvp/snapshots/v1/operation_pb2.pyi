@@ -274,8 +274,9 @@ class ExportTransfer(_message.Message):
     size: _builtins.int
     """Total size of the volume in bytes."""
     offset: _builtins.int
-    """Offset and length of the range the stream covers (the whole volume: 0 and size)."""
+    """Offset of the range the stream covers (the whole volume: 0)."""
     length: _builtins.int
+    """Length of the range the stream covers (the whole volume: size)."""
     bytes_sent: _builtins.int
     """Bytes of the range sent so far (holes included)."""
     hole_bytes: _builtins.int

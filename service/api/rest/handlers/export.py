@@ -31,7 +31,7 @@ log = logging.getLogger("dvp.rest.export")
 _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _TTL = re.compile(r"^(\d{1,9})(\.\d{1,9})?s$")
 _ETAG_MAX = 256
-_ZEROS = bytes(1 << 20)
+_ZEROS = memoryview(bytes(1 << 20))   # sliced, never copied
 _CLOSED = (ConnectionError,)
 
 
@@ -102,7 +102,7 @@ def _headers(start: ExportStart, request: web.Request) -> dict[str, str]:
 async def _write_hole(response: web.StreamResponse, length: int) -> None:
     while length > 0:
         step = min(length, len(_ZEROS))
-        await response.write(_ZEROS[:step] if step < len(_ZEROS) else _ZEROS)
+        await response.write(_ZEROS[:step])
         length -= step
 
 

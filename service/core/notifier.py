@@ -78,5 +78,8 @@ class NotifyingOperations:
     async def transitions(self, operation_id: str) -> list[OperationTransition]:
         return await self._inner.transitions(operation_id)
 
+    async def export_digest(self, etag: str) -> str:
+        return await self._inner.export_digest(etag)
+
     async def unfinished(self) -> list[Operation]:
         return await self._inner.unfinished()

@@ -49,6 +49,9 @@ class OperationRepository(Protocol):
     async def unfinished(self) -> list[Operation]:
         """Operations not in a terminal state (the reconciler's work list)."""
 
+    async def export_digest(self, etag: str) -> str:
+        """The whole-image SHA-256 an export of the content tagged ``etag`` computed, or ""."""
+
 
 class AuditRepository(Protocol):
     async def append(self, draft: AuditEventDraft) -> AuditEvent:

@@ -67,6 +67,9 @@ operations = sa.Table(
     sa.Column("end_time", UtcDateTime(), nullable=True),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("transfer", sa.JSON(), nullable=True),
+    # An export's content tag, set once its whole-image SHA-256 is known: a later export of
+    # the same content, on any replica, announces that digest instead of hashing again.
+    sa.Column("export_etag", sa.String(), nullable=True),
 )
 sa.Index("ix_operations_keyset", operations.c.create_time, operations.c.id)
 sa.Index("ix_operations_namespace_keyset", operations.c.namespace, operations.c.create_time, operations.c.id)
@@ -74,6 +77,7 @@ sa.Index("ix_operations_actor_keyset", operations.c.actor, operations.c.create_t
 sa.Index("ix_operations_state", operations.c.state)
 sa.Index("ix_operations_type", operations.c.type)
 sa.Index("ix_operations_target_name", operations.c.target_name)
+sa.Index("ix_operations_export_etag", operations.c.export_etag)
 sa.Index(
     "uq_operations_actor_request_id",
     operations.c.actor,

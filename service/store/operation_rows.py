@@ -108,6 +108,7 @@ def to_row(op: Operation) -> dict[str, Any]:
         "end_time": op.end_time,
         "version": op.version,
         "transfer": _transfer_to_json(op.transfer),
+        "export_etag": op.transfer.etag if op.transfer is not None and op.transfer.sha256 else None,
     }
     cleaned: dict[str, Any] = clean_json(row)
     return cleaned

@@ -168,6 +168,14 @@ class SqlOperationRepository:
             rows = (await conn.execute(query)).mappings().all()
         return [transition_from_row(r) for r in rows]
 
+    async def export_digest(self, etag: str) -> str:
+        query = (sa.select(operations.c.transfer).where(operations.c.export_etag == etag)
+                 .order_by(operations.c.update_time.desc()).limit(1))
+        async with self._engine.connect() as conn:
+            transfer = (await conn.execute(query)).scalar_one_or_none()
+        digest = transfer.get("sha256") if isinstance(transfer, dict) else None
+        return digest if isinstance(digest, str) else ""
+
     async def unfinished(self) -> list[Operation]:
         query = (sa.select(operations).where(operations.c.state.notin_(_TERMINAL))
                  .order_by(operations.c.create_time, operations.c.id))

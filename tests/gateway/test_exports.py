@@ -7,6 +7,7 @@ guide's in-use rule, an absent export module, expiry while waiting, and the caps
 from __future__ import annotations
 
 import asyncio
+import base64
 import resource
 import uuid
 from collections.abc import AsyncIterator
@@ -179,7 +180,6 @@ async def test_a_snapshot_exports_and_a_second_export_announces_the_digest(gatew
     assert "Repr-Digest" not in first.headers   # not known before the first complete pass
     second = await export("rest", gateway_server, snapshot)
     assert second.headers["ETag"] == first.headers["ETag"]   # a snapshot's bytes never change
-    import base64
     announced = base64.b64decode(second.headers["Repr-Digest"].split(":")[1]).hex()
     assert announced == disk_sha256(disk.seed, disk.size) == second.sha256
     op = await finished(gateway_server, operation_id_of(second))
@@ -495,3 +495,23 @@ async def test_an_export_left_behind_by_a_crash_is_swept(embedded_cluster: Any, 
             await _wait(gone, what="the orphan DataExport deleted")
     finally:
         await app.stop()
+
+
+async def test_a_digest_computed_once_is_announced_after_a_restart(embedded_cluster: Any, database_url: str,
+                                                                   tmp_path: Path) -> None:
+    async with kube(embedded_cluster) as client:
+        volume = await make_disk(client, "remembered", "70Mi")
+    digests = []
+    for run in ("first", "second"):
+        directory = tmp_path / run
+        directory.mkdir()
+        app, tokens, _ = await start_gateway(embedded_cluster, database_url, directory)
+        try:
+            got = await export("rest", GatewayServer(app=app, cluster=embedded_cluster, tokens=tokens), volume)
+            assert got.mismatches == [] and got.length == volume.size
+            digests.append(got.headers.get("Repr-Digest"))
+        finally:
+            await app.stop()
+    # The second gateway process never hashed this content: the operations table knew it.
+    assert digests[0] is None and digests[1] is not None
+    assert base64.b64decode(digests[1].split(":")[1]).hex() == disk_sha256(volume.seed, volume.size)

@@ -245,8 +245,18 @@ class Exports:
         version = "" if target.kind is VIRTUAL_DISK_SNAPSHOT else str(meta.get("resourceVersion", ""))
         return content_etag(target.kind.kind, str(meta.get("uid", "")), version)
 
-    def known_digest(self, etag: str) -> str:
-        return self._digests.get(etag, "")
+    async def known_digest(self, etag: str) -> str:
+        """The whole-image digest of this content, if an earlier complete pass (here, or on
+        another replica before a restart: the operations table) computed it."""
+        digest = self._digests.get(etag, "")
+        if not digest:
+            try:
+                digest = await self._deps.operations.export_digest(etag)
+            except ApiError:   # an optimisation only: without it the stream hashes
+                digest = ""
+            if digest:
+                self.remember_digest(etag, digest)
+        return digest
 
     def remember_digest(self, etag: str, digest: str) -> None:
         self._digests[etag] = digest
@@ -344,7 +354,7 @@ class _ExportStream:
         size = await self._exports.blocks.size(self._endpoint)
         etag = self._exports.etag_of(self._target, self._source)
         self._span = resolve_span(self._req, size, etag)
-        known = self._exports.known_digest(etag)
+        known = await self._exports.known_digest(etag)
         self._start = ExportStart(operation_id=self._op.id, size=size, offset=self._span.offset,
                                   length=self._span.length, etag=etag, volume_mode=VolumeMode.BLOCK,
                                   sha256=known, ranged=self._span.ranged)

@@ -11,6 +11,7 @@ import pytest
 
 from service.core.domain import (
     Condition,
+    ExportTransfer,
     Operation,
     OperationError,
     OperationFilter,
@@ -18,6 +19,7 @@ from service.core.domain import (
     OperationType,
     ResourceRef,
     ResourceResult,
+    TransferOutcome,
 )
 from service.core.errors import ApiError, Code
 from service.store.db import Database
@@ -273,3 +275,19 @@ async def test_a_finished_operation_is_final_even_for_a_stale_writer(database: D
     stored = await database.operations.get(op.id)
     assert stored is not None and (stored.state, stored.phase) == (OperationState.SUCCEEDED, "Ready")
     assert [t.phase for t in await database.operations.transitions(op.id)] == ["", "InProgress", "Ready"]
+
+
+async def test_an_export_transfer_round_trips_and_its_digest_is_found_by_content_tag(database: Database) -> None:
+    op = make_op(type_=OperationType.EXPORT_DISK)
+    op.transfer = ExportTransfer(size=10, length=10, bytes_sent=4, hole_bytes=2, etag='"tag"', duration_seconds=0.5)
+    await database.operations.create(op)
+    assert await database.operations.get(op.id) == op
+    assert await database.operations.export_digest('"tag"') == ""    # not known while running
+
+    op.transfer = replace(op.transfer, bytes_sent=10, sha256="ab" * 32, range_sha256="ab" * 32,
+                          outcome=TransferOutcome.COMPLETED)
+    op.state = OperationState.SUCCEEDED
+    saved = await database.operations.save(op)
+    assert saved.transfer == op.transfer
+    assert await database.operations.export_digest('"tag"') == "ab" * 32
+    assert await database.operations.export_digest('"other"') == ""

@@ -113,8 +113,6 @@ async def _serve(request: web.Request, method: contract.Method[ExportRequest, Ex
         assert isinstance(start, ExportStart)
         response = web.StreamResponse(status=206 if start.ranged else 200, headers=_headers(start, request))
         await response.prepare(request)
-        if request.method == "HEAD":
-            return response
         await _relay(request, response, items, start)
         return response
     finally:

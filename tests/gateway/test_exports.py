@@ -11,7 +11,6 @@ import base64
 import resource
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from service.embedded_cluster.controllers.content import BLOCK, STRIPE, disk_sha
 from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
 from tests.embedded_cluster.test_controllers_kit import Kube, kube
 from tests.support.exports import Volume, export_url, grpc_export, rest_export
-from tests.support.gateway import GatewayServer, start_gateway
+from tests.support.gateway import GatewayServer, running_gateway
 
 NS = "demo"
 MiB = 1 << 20
@@ -188,15 +187,11 @@ async def test_a_snapshot_exports_and_a_second_export_announces_the_digest(gatew
 
 async def test_the_data_export_ca_is_what_the_gateway_trusts(embedded_cluster_tls: EmbeddedCluster,
                                                              database_url: str, tmp_path: Path) -> None:
-    app, tokens, _ = await start_gateway(embedded_cluster_tls, database_url, tmp_path)
-    server = GatewayServer(app=app, cluster=embedded_cluster_tls, tokens=tokens)
-    try:
-        async with kube(embedded_cluster_tls) as client:
-            volume = await make_disk(client, "tls-disk", "70Mi")
-            got = await export("grpc", server, volume)
-            assert got.mismatches == [] and got.length == volume.size
-    finally:
-        await app.stop()
+    async with running_gateway(embedded_cluster_tls, database_url, tmp_path) as server, \
+            kube(embedded_cluster_tls) as client:
+        volume = await make_disk(client, "tls-disk", "70Mi")
+        got = await export("grpc", server, volume)
+        assert got.mismatches == [] and got.length == volume.size
 
 
 # ----------------------------------------------------------------- ranges, holes
@@ -364,19 +359,14 @@ async def test_a_disk_in_use_by_a_running_vm_is_refused_naming_it(door: str, gat
 
 async def test_an_absent_export_module_is_reported_clearly(database_url: str, tmp_path: Path) -> None:
     config = EmbeddedClusterConfig(step_delay=0.0, seed_demo=True, export_module=False)
-    async with EmbeddedCluster(config) as cluster:
-        app, tokens, _ = await start_gateway(cluster, database_url, tmp_path)
-        server = GatewayServer(app=app, cluster=cluster, tokens=tokens)
-        try:
-            async with kube(cluster) as client:
-                volume = await make_disk(client, "no-module", "70Mi")
-            got = await export("rest", server, volume)
-            assert got.status == 412 and got.metadata["reason"] == "MODULE_NOT_ENABLED"
-            assert "does not serve DataExport (deckhouse.io/v1alpha1)" in got.metadata["detail"]
-            ops = await _exports_of(server, "no-module")
-            assert ops and ops[0]["state"] == "FAILED" and ops[0]["error"]["reason"] == "MODULE_NOT_ENABLED"
-        finally:
-            await app.stop()
+    async with EmbeddedCluster(config) as cluster, running_gateway(cluster, database_url, tmp_path) as server:
+        async with kube(cluster) as client:
+            volume = await make_disk(client, "no-module", "70Mi")
+        got = await export("rest", server, volume)
+        assert got.status == 412 and got.metadata["reason"] == "MODULE_NOT_ENABLED"
+        assert "does not serve DataExport (deckhouse.io/v1alpha1)" in got.metadata["detail"]
+        ops = await _exports_of(server, "no-module")
+        assert ops and ops[0]["state"] == "FAILED" and ops[0]["error"]["reason"] == "MODULE_NOT_ENABLED"
 
 
 async def test_an_export_that_expires_while_waiting_is_recreated(gateway_server: GatewayServer, k: Kube,
@@ -403,11 +393,8 @@ async def test_an_export_that_keeps_expiring_fails_clearly(gateway_server: Gatew
 @pytest.fixture
 async def capped(embedded_cluster: Any, database_url: str, tmp_path: Path) -> AsyncIterator[GatewayServer]:
     settings = CoreSettings(resync_interval=0.2, export=ExportSettings(max_concurrent=2, max_per_caller=1))
-    app, tokens, _ = await start_gateway(embedded_cluster, database_url, tmp_path, core_settings=settings)
-    try:
-        yield GatewayServer(app=app, cluster=embedded_cluster, tokens=tokens)
-    finally:
-        await app.stop()
+    async with running_gateway(embedded_cluster, database_url, tmp_path, settings) as server:
+        yield server
 
 
 async def test_concurrent_exports_are_capped_per_caller(capped: GatewayServer) -> None:
@@ -464,37 +451,33 @@ def _rss_mib() -> float:
 async def test_an_export_left_behind_by_a_crash_is_swept(embedded_cluster: Any, database_url: str,
                                                         tmp_path: Path) -> None:
     settings = CoreSettings(resync_interval=0.2, export=ExportSettings(stale_after=0.5))
-    app, tokens, _ = await start_gateway(embedded_cluster, database_url, tmp_path, core_settings=settings)
-    server = GatewayServer(app=app, cluster=embedded_cluster, tokens=tokens)
-    try:
-        async with kube(embedded_cluster) as client:
-            volume = await make_disk(client, "crashed", "70Mi")
-            op_id = str(uuid.uuid4())
-            name = f"gw-export-{op_id}"
-            await client.create(R.DATAEXPORT, NS, {
-                "apiVersion": "deckhouse.io/v1alpha1", "kind": "DataExport",
-                "metadata": {"name": name, "namespace": NS,
-                             "labels": {"snapshots.dvp.deckhouse.io/operation-id": op_id}},
-                "spec": {"ttl": "10m", "publish": False, "targetRef": {"kind": "VirtualDisk", "name": volume.name}}})
-            # What a gateway killed mid-stream leaves: a RUNNING export and its DataExport.
-            orphan = Operation(id=op_id, type=OperationType.EXPORT_DISK, namespace=NS,
-                               target=ResourceRef("virtualization.deckhouse.io/v1alpha2", "VirtualDisk",
-                                                  volume.name, NS),
-                               actor="dev", request_hash="", state=OperationState.RUNNING, phase="Transferring",
-                               resource=ResourceRef("deckhouse.io/v1alpha1", "DataExport", name, NS),
-                               transfer=replace(ExportTransfer(), size=volume.size, length=volume.size))
-            assert app._db is not None
-            await app._db.operations.create(orphan)
-            swept = await finished(server, op_id)
-            assert swept["state"] == "FAILED" and swept["error"]["reason"] == "EXPORT_STREAM_LOST"
-            assert swept["transfer"]["outcome"] == "FAILED"
+    async with running_gateway(embedded_cluster, database_url, tmp_path, settings) as server, \
+            kube(embedded_cluster) as client:
+        volume = await make_disk(client, "crashed", "70Mi")
+        op_id = str(uuid.uuid4())
+        name = f"gw-export-{op_id}"
+        await client.create(R.DATAEXPORT, NS, {
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "DataExport",
+            "metadata": {"name": name, "namespace": NS,
+                         "labels": {"snapshots.dvp.deckhouse.io/operation-id": op_id}},
+            "spec": {"ttl": "10m", "publish": False, "targetRef": {"kind": "VirtualDisk", "name": volume.name}}})
+        # What a gateway killed mid-stream leaves: a RUNNING export and its DataExport.
+        orphan = Operation(id=op_id, type=OperationType.EXPORT_DISK, namespace=NS,
+                           target=ResourceRef("virtualization.deckhouse.io/v1alpha2", "VirtualDisk",
+                                              volume.name, NS),
+                           actor="dev", request_hash="", state=OperationState.RUNNING, phase="Transferring",
+                           resource=ResourceRef("deckhouse.io/v1alpha1", "DataExport", name, NS),
+                           transfer=ExportTransfer(size=volume.size, length=volume.size))
+        assert server.app._db is not None
+        await server.app._db.operations.create(orphan)
+        swept = await finished(server, op_id)
+        assert swept["state"] == "FAILED" and swept["error"]["reason"] == "EXPORT_STREAM_LOST"
+        assert swept["transfer"]["outcome"] == "FAILED"
 
-            async def gone() -> bool:
-                return await client.get(R.DATAEXPORT, NS, name) is None
+        async def gone() -> bool:
+            return await client.get(R.DATAEXPORT, NS, name) is None
 
-            await _wait(gone, what="the orphan DataExport deleted")
-    finally:
-        await app.stop()
+        await _wait(gone, what="the orphan DataExport deleted")
 
 
 async def test_a_digest_computed_once_is_announced_after_a_restart(embedded_cluster: Any, database_url: str,
@@ -505,13 +488,10 @@ async def test_a_digest_computed_once_is_announced_after_a_restart(embedded_clus
     for run in ("first", "second"):
         directory = tmp_path / run
         directory.mkdir()
-        app, tokens, _ = await start_gateway(embedded_cluster, database_url, directory)
-        try:
-            got = await export("rest", GatewayServer(app=app, cluster=embedded_cluster, tokens=tokens), volume)
-            assert got.mismatches == [] and got.length == volume.size
-            digests.append(got.headers.get("Repr-Digest"))
-        finally:
-            await app.stop()
+        async with running_gateway(embedded_cluster, database_url, directory) as server:
+            got = await export("rest", server, volume)
+        assert got.mismatches == [] and got.length == volume.size
+        digests.append(got.headers.get("Repr-Digest"))
     # The second gateway process never hashed this content: the operations table knew it.
     assert digests[0] is None and digests[1] is not None
     assert base64.b64decode(digests[1].split(":")[1]).hex() == disk_sha256(volume.seed, volume.size)

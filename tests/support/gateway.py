@@ -4,6 +4,7 @@ embedded cluster (real HTTP) and a real database (SQLite and PostgreSQL, via the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -87,10 +88,18 @@ async def start_gateway(cluster: Any, database_url: str, directory: Path,
     return app, tokens, kubeconfig
 
 
-@pytest.fixture
-async def gateway_server(embedded_cluster: Any, database_url: str, tmp_path: Path) -> AsyncIterator[GatewayServer]:
-    app, tokens, kubeconfig = await start_gateway(embedded_cluster, database_url, tmp_path)
+@contextlib.asynccontextmanager
+async def running_gateway(cluster: Any, database_url: str, directory: Path,
+                          core_settings: CoreSettings | None = None) -> AsyncIterator[GatewayServer]:
+    """A started gateway on ``cluster``, stopped on leaving."""
+    app, tokens, kubeconfig = await start_gateway(cluster, database_url, directory, core_settings)
     try:
-        yield GatewayServer(app=app, cluster=embedded_cluster, tokens=tokens, kubeconfig=kubeconfig)
+        yield GatewayServer(app=app, cluster=cluster, tokens=tokens, kubeconfig=kubeconfig)
     finally:
         await app.stop()
+
+
+@pytest.fixture
+async def gateway_server(embedded_cluster: Any, database_url: str, tmp_path: Path) -> AsyncIterator[GatewayServer]:
+    async with running_gateway(embedded_cluster, database_url, tmp_path) as server:
+        yield server

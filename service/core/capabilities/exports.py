@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -279,11 +279,8 @@ class Exports:
         self._live.discard(operation_id)
         self._slots.give_back(subject)
 
-    def in_background(self, work: Awaitable[None]) -> asyncio.Task[None]:
-        async def run() -> None:
-            await work
-
-        task = asyncio.get_running_loop().create_task(run())
+    def in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
         return task
@@ -440,7 +437,7 @@ class _ExportStream:
             self._iterator = self._items()
         try:
             return await anext(self._iterator)
-        except StopAsyncIteration:
+        except StopAsyncIteration:   # the end: finish() already ran inside _items
             raise
         except BaseException as exc:
             await self.finish(exc)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from service.core.domain import AuditEventDraft, AuditOutcome, RequestContext
+from service.core.domain import AuditEventDraft, AuditOutcome, Operation, RequestContext
 from service.core.errors import ApiError, Code, unavailable
 from service.core.ports import AuditRepository
 
@@ -61,11 +62,26 @@ class AuditedCall:
         self.operation_id = ""
         self.details: dict[str, Any] = {}
         self._denied = False
+        # The method's audit resource for a name (set by the gateway from the contract table).
+        self.resource_for: Callable[[str], str] = lambda name: name
+        self._written = False  # written with the write-ahead operation row (``accepted``)
 
     def deny(self) -> None:
         """Mark the call as denied even though the caller sees another error (a hidden
         operation answers NOT_FOUND, but the auditor must see the denial)."""
         self._denied = True
+
+    def accepted(self, op: Operation) -> AuditEventDraft:
+        """The call's event as it is written in the same transaction as ``op``'s
+        write-ahead row: SUCCESS, the request is recorded as that operation. Call
+        ``written()`` once that transaction has committed."""
+        self.operation_id = op.id
+        if op.resource is not None:
+            self.resource = self.resource_for(op.resource.name)
+        return self._draft(AuditOutcome.SUCCESS)
+
+    def written(self) -> None:
+        self._written = True
 
     async def __aenter__(self) -> AuditedCall:
         return self
@@ -73,8 +89,11 @@ class AuditedCall:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         if exc is None:
-            await self._write(AuditOutcome.DENIED if self._denied else AuditOutcome.SUCCESS)
+            if not self._written:
+                await self._write(AuditOutcome.DENIED if self._denied else AuditOutcome.SUCCESS)
             return
+        # From here the call fails. If its acceptance was already written with the
+        # operation row, this second event records how the call itself ended.
         if isinstance(exc, ApiError):
             denied = self._denied or exc.code is Code.UNAUTHENTICATED
             await self._write(AuditOutcome.DENIED if denied else AuditOutcome.ERROR, exc.code, exc.reason)
@@ -91,9 +110,12 @@ class AuditedCall:
             raise error from exc
 
     async def _write(self, outcome: AuditOutcome, code: str = "", reason: str = "") -> None:
-        await self._recorder.record(AuditEventDraft(
+        await self._recorder.record(self._draft(outcome, code, reason))
+
+    def _draft(self, outcome: AuditOutcome, code: str = "", reason: str = "") -> AuditEventDraft:
+        return AuditEventDraft(
             actor=self.ctx.caller.subject or ANONYMOUS, action=self.action, outcome=outcome,
             namespace=self.namespace, resource=self.resource, protocol=self.ctx.protocol,
             request_id=self.ctx.request_id, operation_id=self.operation_id, code=str(code), reason=reason,
             details=dict(self.details),
-        ))
+        )

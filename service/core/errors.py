@@ -138,3 +138,17 @@ def unimplemented(method: str, issue_hint: str = "") -> ApiError:
     hint = f" ({issue_hint})" if issue_hint else ""
     return ApiError(Code.UNIMPLEMENTED, "NOT_IMPLEMENTED_YET",
                     f"{method} is part of the contract but not implemented in this release{hint}")
+
+
+def stale_operation(operation_id: str, read_version: int, stored_version: int) -> ApiError:
+    """A save of an operation copy older than the stored one (another writer got there first)."""
+    return ApiError(Code.ABORTED, "OPERATION_CHANGED",
+                    f"operation {operation_id!r} changed meanwhile (read version {read_version}, "
+                    f"stored version {stored_version}); re-read it and try again",
+                    metadata={"operation_id": operation_id})
+
+
+def database_unavailable(retry_after_seconds: int = 2) -> ApiError:
+    """The database did not answer in time (locked past the busy timeout, or down)."""
+    return unavailable("the database is unavailable or busy; retry shortly", retry_after_seconds,
+                       reason="DATABASE_UNAVAILABLE")

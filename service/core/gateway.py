@@ -123,7 +123,7 @@ class Gateway:
     # ------------------------------------------------------------ authentication
 
     async def authenticate(self, authorization: str | None, *, action: str, protocol: str,
-                           peer: str = "", request_id: str = "") -> Caller:
+                           peer: str = "", request_id: str = "", namespace: str = "") -> Caller:
         token = bearer_token(authorization)
         try:
             caller = await self._authenticator.authenticate(token) if token else None
@@ -132,13 +132,13 @@ class Gateway:
                 "the token could not be checked", reason="AUTHENTICATION_UNAVAILABLE")
             await self._audit.record(AuditEventDraft(
                 actor=ANONYMOUS, action=action, outcome=AuditOutcome.ERROR, protocol=protocol, request_id=request_id,
-                code=error.code.value, reason=error.reason, details={"peer": peer}))
+                namespace=namespace, code=error.code.value, reason=error.reason, details={"peer": peer}))
             raise error from exc
         if caller is not None:
             return caller
         await self._audit.record(AuditEventDraft(
             actor=ANONYMOUS, action=action, outcome=AuditOutcome.DENIED, protocol=protocol, request_id=request_id,
-            code=Code.UNAUTHENTICATED.value, reason="UNAUTHENTICATED",
+            namespace=namespace, code=Code.UNAUTHENTICATED.value, reason="UNAUTHENTICATED",
             details={"peer": peer, "credentials": "invalid" if token else "missing"}))
         raise unauthenticated()
 
@@ -150,12 +150,14 @@ class Gateway:
         namespace, name = method.scope(req) if req is not None else ("", "")
         async with self._audit.call(ctx, method.name, namespace=namespace,
                                     resource=method.audit_resource(name)) as audited:
+            audited.resource_for = method.audit_resource
+            call = _Call(ctx, audited, self._authorizer)
+            # Authorized first, also when not implemented: an unauthorized caller learns nothing.
+            if not method.authorized_by_use_case:
+                await call.authorize(method.verb, method.resource, namespace)
             handler = self.registry.unary.get(method.name)
             if handler is None:
                 raise unimplemented_error(method.name, "planned in a later release")
-            call = _Call(ctx, audited, self._authorizer)
-            if not method.authorized_by_use_case:
-                await call.authorize(method.verb, method.resource, namespace)
             with _operation_id_into(audited):
                 result: Res = await handler(call, req)
             if isinstance(result, Operation):
@@ -168,12 +170,13 @@ class Gateway:
         namespace, name = method.scope(req) if req is not None else ("", "")
         async with self._audit.call(ctx, method.name, namespace=namespace,
                                     resource=method.audit_resource(name)) as audited:
-            opener = self.registry.streams.get(method.name)
-            if opener is None:
-                raise unimplemented_error(method.name, "planned in a later release")
+            audited.resource_for = method.audit_resource
             call = _Call(ctx, audited, self._authorizer)
             if not method.authorized_by_use_case:
                 await call.authorize(method.verb, method.resource, namespace)
+            opener = self.registry.streams.get(method.name)
+            if opener is None:
+                raise unimplemented_error(method.name, "planned in a later release")
             items = await opener(call, req)
         try:
             async for item in items:
@@ -187,14 +190,15 @@ class Gateway:
 
     # ------------------------------------------------------------ misc
 
-    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError) -> None:
+    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError, *,
+                               namespace: str = "") -> None:
         """Audit a call an adapter refused before it reached a use case (a body or an enum
         value it could not convert): every call, however it ends, is an audit event."""
         if error.audited:
             return
         await self._audit.record(AuditEventDraft(
             actor=ctx.caller.subject or ANONYMOUS, action=action, outcome=AuditOutcome.ERROR, protocol=ctx.protocol,
-            request_id=ctx.request_id, code=error.code.value, reason=error.reason))
+            request_id=ctx.request_id, namespace=namespace, code=error.code.value, reason=error.reason))
         error.audited = True
 
     async def check_ready(self) -> dict[str, bool]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import Any
 
+from service.core.audit import AuditedCall
 from service.core.domain import Operation, OperationType
 from service.core.errors import ApiError, Code, idempotency_conflict
 from service.core.ports import OperationRepository
@@ -41,15 +42,22 @@ async def find_replay(operations: OperationRepository, actor: str, request_id: s
     return existing
 
 
-async def create_once(operations: OperationRepository, op: Operation) -> tuple[Operation, bool]:
-    """Insert ``op``; when a concurrent call won the race for the same key, return the
-    winner's operation instead (or the conflict). The flag says whether ``op`` was stored."""
+async def create_once(operations: OperationRepository, op: Operation,
+                      audited: AuditedCall | None = None) -> tuple[Operation, bool]:
+    """Insert ``op`` (with the call's audit event, in the same transaction); when a
+    concurrent call won the race for the same key, return the winner's operation instead
+    (or the conflict). The flag says whether ``op`` was stored."""
     try:
-        return await operations.create(op), True
+        stored = await operations.create(op, audit=audited.accepted(op) if audited is not None else None)
     except ApiError as exc:
+        if audited is not None:
+            audited.operation_id = ""  # ``op`` was not stored
         if exc.code != Code.ALREADY_EXISTS or not op.request_id:
             raise
         winner = await find_replay(operations, op.actor, op.request_id, op.request_hash, op.type)
         if winner is None:
             raise
         return winner, False
+    if audited is not None:
+        audited.written()
+    return stored, True

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.core.domain import Operation, OperationFilter, OperationTransition, Page
+from service.core.domain import AuditEventDraft, Operation, OperationFilter, OperationTransition, Page
 from service.core.ports import OperationRepository
 
 
@@ -56,8 +56,9 @@ class NotifyingOperations:
         self._inner = inner
         self._notifier = notifier
 
-    async def create(self, op: Operation, *, reason: str = "Created", message: str = "") -> Operation:
-        stored = await self._inner.create(op, reason=reason, message=message)
+    async def create(self, op: Operation, *, reason: str = "Created", message: str = "",
+                     audit: AuditEventDraft | None = None) -> Operation:
+        stored = await self._inner.create(op, reason=reason, message=message, audit=audit)
         self._notifier.notify(stored.id)
         return stored
 

@@ -1,9 +1,11 @@
 """Serialized read-modify-write of operations.
 
-The store's ``save`` is last-write-wins, and two paths in one process change the same
-operation (the request that created the resource, and the reconciler following it), so
-every change re-reads the operation under a per-operation lock and applies a pure
-function to the fresh copy. A terminal operation is never changed again.
+Two paths in one process change the same operation (the request that created the
+resource, and the reconciler following it), so every change re-reads the operation under
+a per-operation lock and applies a pure function to the fresh copy. Another replica can
+still save in between: the store's ``save`` refuses a copy older than the stored one
+(ABORTED, OPERATION_CHANGED), and the change is applied again to a fresh read. A
+terminal operation is never changed again.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.core.domain import Operation
-from service.core.errors import not_found
+from service.core.errors import ApiError, not_found
 from service.core.ports import OperationRepository
+
+# Saves lost to another replica's concurrent save before giving up (each retry re-reads).
+SAVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -40,15 +45,21 @@ class OperationWriter:
         lock = self._locks.setdefault(operation_id, asyncio.Lock())
         try:
             async with lock:
-                op = await self.operations.get(operation_id)
-                if op is None:
-                    raise not_found("Operation", operation_id)
-                if op.done:
-                    return op
-                change = mutate(op)
-                if change is None:
-                    return op
-                return await self.operations.save(op, reason=change.reason, message=change.message)
+                for attempt in range(1, SAVE_ATTEMPTS + 1):
+                    op = await self.operations.get(operation_id)
+                    if op is None:
+                        raise not_found("Operation", operation_id)
+                    if op.done:
+                        return op
+                    change = mutate(op)
+                    if change is None:
+                        return op
+                    try:
+                        return await self.operations.save(op, reason=change.reason, message=change.message)
+                    except ApiError as exc:
+                        if exc.reason != "OPERATION_CHANGED" or attempt == SAVE_ATTEMPTS:
+                            raise
+                raise AssertionError("unreachable")
         finally:
             self._users[operation_id] -= 1
             if not self._users[operation_id]:

@@ -27,10 +27,12 @@ from service.core.domain import (
 
 
 class OperationRepository(Protocol):
-    async def create(self, op: Operation, *, reason: str = "Created", message: str = "") -> Operation:
-        """Insert a new operation and its first transition in one transaction (committed
-        on return). Raises ``core.errors`` ALREADY_EXISTS (reason IDEMPOTENCY_RACE) when
-        another operation with the same (actor, request_id) was inserted concurrently."""
+    async def create(self, op: Operation, *, reason: str = "Created", message: str = "",
+                     audit: AuditEventDraft | None = None) -> Operation:
+        """Insert a new operation, its first transition and (when given) the audit event of
+        the call that requests it, in one transaction (committed on return): a crash leaves
+        all of them or none. Raises ``core.errors`` ALREADY_EXISTS (reason IDEMPOTENCY_RACE)
+        when another operation with the same (actor, request_id) was inserted concurrently."""
 
     async def get(self, operation_id: str) -> Operation | None: ...
 
@@ -39,7 +41,9 @@ class OperationRepository(Protocol):
     async def save(self, op: Operation, *, reason: str = "", message: str = "") -> Operation:
         """Persist ``op``'s current fields, bump ``version`` and ``update_time``, and append
         a transition row when state or phase changed. Returns the stored operation. A
-        stored operation in a terminal state is final: it is returned unchanged."""
+        stored operation in a terminal state is final: it is returned unchanged. A copy
+        older than the stored one (``op.version`` behind) raises ABORTED, reason
+        OPERATION_CHANGED, and nothing is written."""
 
     async def list_page(self, flt: OperationFilter, page_size: int, page_token: str) -> Page[Operation]:
         """Newest first; keyset pagination on (create_time, id); opaque page tokens."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.core.domain import AuditEvent, AuditEventDraft, AuditFilter, AuditOutcome, AuditVerification, Page, utcnow
 from service.core.errors import FieldViolation, invalid_argument
@@ -67,32 +67,39 @@ def _row_hash(row: RowMapping) -> str:
     return compute_hash(row["id"], row["time"], fields, row["prev_hash"])
 
 
+async def append_event(conn: AsyncConnection, draft: AuditEventDraft) -> AuditEvent:
+    """Append one event inside the caller's write transaction (the operations store writes
+    a mutating call's event with its write-ahead row: both commit, or neither)."""
+    fields: dict[str, Any] = clean_json({
+        "actor": draft.actor, "action": draft.action, "outcome": AuditOutcome(draft.outcome).value,
+        "namespace": draft.namespace, "resource": draft.resource, "protocol": draft.protocol,
+        "request_id": draft.request_id, "operation_id": draft.operation_id, "code": draft.code,
+        "reason": draft.reason, "details": normalize_details(draft.details),
+    })
+    # The head row lock (SQLite: the immediate write lock) serializes appenders, so two
+    # replicas on one PostgreSQL cannot fork the chain.
+    head = (await conn.execute(
+        sa.select(audit_chain_head).where(audit_chain_head.c.id == 1).with_for_update()
+    )).mappings().first()
+    if head is None:
+        raise RuntimeError("audit_chain_head is missing: run the database migrations")
+    event_id = int(head["last_id"]) + 1
+    time = utcnow()
+    event_hash = compute_hash(event_id, time, fields, head["last_hash"])
+    row = {**fields, "id": event_id, "time": time, "prev_hash": head["last_hash"], "hash": event_hash}
+    await conn.execute(audit_events.insert().values(**row))
+    await conn.execute(audit_chain_head.update().where(audit_chain_head.c.id == 1)
+                       .values(last_id=event_id, last_hash=event_hash))
+    return _event_from_row(row)
+
+
 class SqlAuditRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def append(self, draft: AuditEventDraft) -> AuditEvent:
-        fields: dict[str, Any] = clean_json({
-            "actor": draft.actor, "action": draft.action, "outcome": AuditOutcome(draft.outcome).value,
-            "namespace": draft.namespace, "resource": draft.resource, "protocol": draft.protocol,
-            "request_id": draft.request_id, "operation_id": draft.operation_id, "code": draft.code,
-            "reason": draft.reason, "details": normalize_details(draft.details),
-        })
         async with write_transaction(self._engine) as conn:
-            # The head row lock (SQLite: the immediate write lock) serializes appenders.
-            head = (await conn.execute(
-                sa.select(audit_chain_head).where(audit_chain_head.c.id == 1).with_for_update()
-            )).mappings().first()
-            if head is None:
-                raise RuntimeError("audit_chain_head is missing: run the database migrations")
-            event_id = int(head["last_id"]) + 1
-            time = utcnow()
-            event_hash = compute_hash(event_id, time, fields, head["last_hash"])
-            row = {**fields, "id": event_id, "time": time, "prev_hash": head["last_hash"], "hash": event_hash}
-            await conn.execute(audit_events.insert().values(**row))
-            await conn.execute(audit_chain_head.update().where(audit_chain_head.c.id == 1)
-                               .values(last_id=event_id, last_hash=event_hash))
-        return _event_from_row(row)
+            return await append_event(conn, draft)
 
     async def _batch(self, clauses: list[sa.ColumnElement[bool]], after_id: int, limit: int) -> list[RowMapping]:
         query = (sa.select(audit_events).where(*clauses, audit_events.c.id > after_id)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.core.domain import (
+    AuditEventDraft,
     Operation,
     OperationFilter,
     OperationState,
@@ -18,8 +19,9 @@ from service.core.domain import (
     Page,
     utcnow,
 )
-from service.core.errors import ApiError, Code, not_found
+from service.core.errors import ApiError, Code, not_found, stale_operation
 from service.store import page_token as tokens
+from service.store.audit import append_event
 from service.store.engine import write_transaction
 from service.store.models import operation_transitions, operations
 from service.store.operation_rows import from_row, to_row, transition_from_row
@@ -69,7 +71,8 @@ class SqlOperationRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, op: Operation, *, reason: str = "Created", message: str = "") -> Operation:
+    async def create(self, op: Operation, *, reason: str = "Created", message: str = "",
+                     audit: AuditEventDraft | None = None) -> Operation:
         row = to_row(replace(op, create_time=_as_utc(op.create_time) or utcnow(),
                              update_time=_as_utc(op.update_time) or utcnow(), end_time=_as_utc(op.end_time)))
         stored = from_row(row)
@@ -79,6 +82,8 @@ class SqlOperationRepository:
                 await conn.execute(operation_transitions.insert().values(
                     operation_id=stored.id, seq=1, state=stored.state.value, phase=stored.phase,
                     reason=clean_text(reason), message=clean_text(message), time=stored.create_time))
+                if audit is not None:
+                    await append_event(conn, audit)
         except IntegrityError:
             raise await self._explain_conflict(stored) from None
         return stored
@@ -115,6 +120,10 @@ class SqlOperationRepository:
                 sa.select(operations).where(operations.c.id == op.id).with_for_update())).mappings().first()
             if current is None:
                 raise not_found("Operation", op.id)
+            if current["version"] != op.version and not OperationState(current["state"]).terminal:
+                # Another writer (another replica) saved since ``op`` was read: applying this
+                # older copy would undo its change. The caller re-reads and re-applies.
+                raise stale_operation(op.id, op.version, current["version"])
             if OperationState(current["state"]).terminal:
                 # Final, whoever writes: checked under the row lock, so a replica holding an
                 # older copy cannot reopen an operation another replica has finished.

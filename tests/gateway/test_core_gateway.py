@@ -309,8 +309,13 @@ async def test_cluster_refusal_fails_the_recorded_operation(core: Core) -> None:
     assert [t.state for t in await core.db.operations.transitions(op.id)] == [
         OperationState.PENDING, OperationState.FAILED]
     # The cluster refused the gateway, not the policy the caller: an ERROR, not a DENIED.
-    [event] = await core.audit(action="CreateDiskSnapshot")
-    assert (event.outcome, event.reason, event.operation_id) == (AuditOutcome.ERROR, "CLUSTER_FORBIDDEN", op.id)
+    # Two events: the acceptance, committed with the operation row before the write, then
+    # how the call ended.
+    accepted, ended = await core.audit(action="CreateDiskSnapshot")
+    assert (accepted.outcome, accepted.operation_id, accepted.resource) == (
+        AuditOutcome.SUCCESS, op.id, "disk-snapshots/refused")
+    assert ended.id == accepted.id + 1
+    assert (ended.outcome, ended.reason, ended.operation_id) == (AuditOutcome.ERROR, "CLUSTER_FORBIDDEN", op.id)
 
 
 # ---------------------------------------------------------------- recovery and outages
@@ -408,7 +413,7 @@ async def test_cluster_down_records_and_retries(core: Core) -> None:
     assert recorded.state is OperationState.PENDING and recorded.warnings
     events = await core.audit(action="CreateDiskSnapshot")
     assert [(e.outcome, e.code, e.operation_id) for e in events] == [
-        (AuditOutcome.ERROR, "UNAVAILABLE", op_id)]
+        (AuditOutcome.SUCCESS, "", op_id), (AuditOutcome.ERROR, "UNAVAILABLE", op_id)]
     assert (await core.gateway.check_ready())["cluster"] is False
 
     core.cluster.faults.clear()
@@ -492,15 +497,17 @@ async def test_every_call_is_audited(core: Core) -> None:
     await core.gateway.call(ctx, C.GET_OPERATION, OperationKey(op.id))
     await core.gateway.call(ctx, C.LIST_OPERATIONS, ListOperationsRequest(namespace=NS))
     await core.gateway.call(ctx, C.GET_OPERATION_TIMELINE, OperationKey(op.id))
-    with pytest.raises(ApiError) as unimplemented:
+    # Not served by this core (no block reader), and asked cluster-wide: authorized first,
+    # so the answer is the denial, not which methods exist.
+    with pytest.raises(ApiError) as refused:
         await anext(core.gateway.stream(ctx, C.EXPORT_DISK, None))
-    assert unimplemented.value.code is Code.UNIMPLEMENTED
+    assert refused.value.code is Code.PERMISSION_DENIED
     events = await core.audit(actor="dev")
     assert [(e.action, e.outcome) for e in events] == [
         ("CreateDiskSnapshot", AuditOutcome.SUCCESS), ("GetDiskSnapshot", AuditOutcome.SUCCESS),
         ("ListDiskSnapshots", AuditOutcome.SUCCESS), ("GetOperation", AuditOutcome.SUCCESS),
         ("ListOperations", AuditOutcome.SUCCESS), ("GetOperationTimeline", AuditOutcome.SUCCESS),
-        ("ExportDisk", AuditOutcome.ERROR)]
+        ("ExportDisk", AuditOutcome.DENIED)]
     create = events[0]
     assert create.resource == "disk-snapshots/audited" and create.operation_id == op.id
     assert create.protocol == "grpc" and create.request_id == ctx.request_id

@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.core.domain import (
+    AuditEventDraft,
+    AuditFilter,
+    AuditOutcome,
     Condition,
     ExportTransfer,
     Operation,
@@ -99,13 +102,43 @@ async def test_save_of_unknown_operation_is_not_found(database: Database) -> Non
     assert caught.value.code == Code.NOT_FOUND
 
 
-async def test_concurrent_saves_number_transitions_without_gaps(database: Database) -> None:
+async def test_concurrent_saves_of_one_copy_keep_one_and_refuse_the_older_copies(database: Database) -> None:
+    """Ten writers (as ten replicas would) save changes to the same version 1: one wins,
+    the other nine are refused (OPERATION_CHANGED) instead of overwriting it."""
     op = await database.operations.create(make_op())
-    await asyncio.gather(*(database.operations.save(replace(op, phase=f"P{i}"), reason=f"r{i}") for i in range(10)))
-    timeline = await database.operations.transitions(op.id)
-    assert [t.seq for t in timeline] == list(range(1, len(timeline) + 1))
+    results = await asyncio.gather(*(database.operations.save(replace(op, phase=f"P{i}"), reason=f"r{i}")
+                                     for i in range(10)), return_exceptions=True)
+    saved = [r for r in results if isinstance(r, Operation)]
+    refused = [r for r in results if isinstance(r, ApiError)]
+    assert len(saved) == 1 and len(refused) == 9
+    assert {(e.code, e.reason) for e in refused} == {(Code.ABORTED, "OPERATION_CHANGED")}
     stored = await database.operations.get(op.id)
-    assert stored is not None and stored.version == 11
+    assert stored == saved[0] and stored.version == 2
+    timeline = await database.operations.transitions(op.id)
+    assert [(t.seq, t.phase) for t in timeline] == [(1, ""), (2, stored.phase)]
+
+
+async def test_an_older_copy_never_overwrites_a_newer_one(database: Database) -> None:
+    op = await database.operations.create(make_op())
+    newer = await database.operations.save(replace(op, state=OperationState.RUNNING, phase="InProgress"))
+    with pytest.raises(ApiError) as caught:
+        await database.operations.save(replace(op, warnings=["from a stale copy"]))
+    assert caught.value.reason == "OPERATION_CHANGED"
+    assert await database.operations.get(op.id) == newer
+
+
+async def test_an_operation_and_its_audit_event_commit_together(database: Database) -> None:
+    draft = AuditEventDraft(actor="alice", action="CreateDiskSnapshot", outcome=AuditOutcome.SUCCESS,
+                            namespace="ns", operation_id="set-below")
+    op = make_op(request_id="k")
+    stored = await database.operations.create(op, audit=replace(draft, operation_id=op.id))
+    events = (await database.audit.list_page(AuditFilter(), 10, "")).items
+    assert [(e.action, e.operation_id) for e in events] == [("CreateDiskSnapshot", stored.id)]
+    # A refused insert (the same key again) leaves no event behind either.
+    with pytest.raises(ApiError):
+        await database.operations.create(make_op(request_id="k"), audit=draft)
+    assert len((await database.audit.list_page(AuditFilter(), 10, "")).items) == 1
+    assert (await database.audit.verify()).ok
 
 
 async def test_same_actor_and_request_id_race_is_reported_as_idempotency_race(database: Database) -> None:

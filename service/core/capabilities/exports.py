@@ -39,7 +39,6 @@ from service.core.capabilities.disk_snapshots import attached_vms
 from service.core.capabilities.registry import Call, Deps, Registry
 from service.core.contract import Method
 from service.core.domain import (
-    Caller,
     ExportData,
     ExportEnd,
     ExportHole,
@@ -195,12 +194,11 @@ class Exports:
         self._slots.take(subject)
         try:
             source = await self._precondition(target, req)
-            op = await self._record(call.ctx.caller, req, target, source)
+            call.audit.details = {"range": req.ranged, "expand_holes": req.expand_holes}
+            op = await self._record(call, req, target, source)
         except BaseException:
             self._slots.give_back(subject)
             raise
-        call.audit.operation_id = op.id
-        call.audit.details = {"range": req.ranged, "expand_holes": req.expand_holes}
         # From here the stream owns the slot and the DataExport: finish() gives both back.
         stream = _ExportStream(self, op, req, target, subject, source)
         try:
@@ -228,15 +226,18 @@ class Exports:
                                                            f"phase {phase(obj) or 'unknown'}")])
         return obj
 
-    async def _record(self, caller: Caller, req: ExportRequest, target: _Target,
+    async def _record(self, call: Call, req: ExportRequest, target: _Target,
                       source: dict[str, Any]) -> Operation:
+        caller = call.ctx.caller
         meta = metadata(source)
         op = Operation(
             id=str(uuid.uuid4()), type=target.op_type, namespace=req.namespace,
             target=ResourceRef(target.kind.api_version, target.kind.kind, req.name, req.namespace,
                                str(meta.get("uid", ""))),
             actor=caller.subject, request_hash=request_hash(req), request=request_document(req))
-        return await self._deps.operations.create(op)
+        stored = await self._deps.operations.create(op, audit=call.audit.accepted(op))
+        call.audit.written()
+        return stored
 
     # ------------------------------------------------------------ what the stream uses
 

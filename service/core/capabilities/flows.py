@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from service.cluster.kinds import LABEL_OPERATION_ID
 from service.cluster.translate import metadata
 from service.core import validation as v
+from service.core.audit import AuditedCall
 from service.core.capabilities.shape import Creates, Deletes, Plan, Reads, labels_of
 from service.core.domain import Caller, Operation, OperationError, OperationState, ResourceRef
 from service.core.errors import ApiError, Code, failed_precondition, not_found
@@ -105,7 +106,8 @@ class WriteAhead:
 
     # ------------------------------------------------------------ create
 
-    async def create(self, cap: Creates[Req], caller: Caller, req: Req) -> Operation:
+    async def create(self, cap: Creates[Req], caller: Caller, req: Req,
+                     audited: AuditedCall | None = None) -> Operation:
         cap.check(req)
         request_id = str(getattr(req, "request_id", ""))
         digest = request_hash(req)
@@ -121,9 +123,9 @@ class WriteAhead:
             # Accepted but not yet checked: record it so nothing is lost; the reconciler
             # runs the checks and the write once the cluster answers.
             deferred = Plan(name=name, target=cap.target_of(req), warnings=[RETRY_WARNING])
-            op, _ = await self._record(cap, caller, req, digest, deferred)
+            op, _ = await self._record(cap, caller, req, digest, deferred, audited)
             raise with_operation(exc, op) from None
-        op, fresh = await self._record(cap, caller, req, digest, plan)
+        op, fresh = await self._record(cap, caller, req, digest, plan, audited)
         if not fresh:
             return op  # a concurrent replay of the same key won the race
         try:
@@ -132,8 +134,9 @@ class WriteAhead:
             raise await self.recorded_failure(exc, op) from None
 
     async def _record(self, cap: Creates[Req], caller: Caller, req: Req, digest: str,
-                      plan: Plan) -> tuple[Operation, bool]:
-        """The write-ahead row: committed before anything is written to the cluster."""
+                      plan: Plan, audited: AuditedCall | None) -> tuple[Operation, bool]:
+        """The write-ahead row, with the call's audit event: committed before anything is
+        written to the cluster."""
         request_id = str(getattr(req, "request_id", ""))
         op = Operation(
             id=str(uuid.uuid4()), type=cap.op_type, namespace=plan.target.namespace,
@@ -142,7 +145,7 @@ class WriteAhead:
             warnings=list(plan.warnings), results=list(plan.results), request_id=request_id or None,
             request={**request_document(req), "name": plan.name, **plan.resolved},
         )
-        return await create_once(self._operations, op)
+        return await create_once(self._operations, op, audited)
 
     async def write(self, cap: Creates[Any], op: Operation) -> Operation:
         """Create the resource of a PENDING operation and follow it.
@@ -222,7 +225,7 @@ class WriteAhead:
 
     # ------------------------------------------------------------ delete
 
-    async def delete(self, cap: Deletes, caller: Caller, req: Any) -> Operation:
+    async def delete(self, cap: Deletes, caller: Caller, req: Any, audited: AuditedCall | None = None) -> Operation:
         v.raise_if_any(v.namespace(req.namespace) + v.dns1123_subdomain("name", req.name)
                        + v.request_id(req.request_id))
         digest = request_hash(req)
@@ -245,7 +248,7 @@ class WriteAhead:
             request_hash=digest, resource=ref, request_id=request_id or None, request=request_document(req),
             phase="Pending",
         )
-        op, fresh = await create_once(self._operations, op)
+        op, fresh = await create_once(self._operations, op, audited)
         if not fresh:
             return op
         try:

@@ -102,7 +102,7 @@ class Registry:
 
         async def create(call: Call, req: Req) -> Operation:
             call.audit.details = {**details(req), "idempotency_key": bool(getattr(req, "request_id", ""))}
-            op = await flows.create(cap, call.ctx.caller, req)
+            op = await flows.create(cap, call.ctx.caller, req, call.audit)
             call.audit.resource = method.audit_resource(op.resource.name if op.resource else "")
             return op
 
@@ -111,7 +111,7 @@ class Registry:
 
     def serve_deletes(self, method: Method[Req, Operation], cap: Deletes, flows: WriteAhead) -> None:
         async def delete(call: Call, req: Req) -> Operation:
-            return await flows.delete(cap, call.ctx.caller, req)
+            return await flows.delete(cap, call.ctx.caller, req, call.audit)
 
         self.removes(cap)
         self.on(method, delete)

@@ -15,6 +15,7 @@ from service.core.errors import FieldViolation, invalid_argument
 from service.store import page_token as tokens
 from service.store.audit_chain import GENESIS_HASH, compute_hash, normalize_details
 from service.store.engine import write_transaction
+from service.store.failures import unavailable_when_down
 from service.store.models import audit_chain_head, audit_events
 from service.store.text_safety import clean_json, storable
 
@@ -93,6 +94,7 @@ async def append_event(conn: AsyncConnection, draft: AuditEventDraft) -> AuditEv
     return _event_from_row(row)
 
 
+@unavailable_when_down
 class SqlAuditRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,10 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 # read-then-write sequences (the audit chain head, transition numbering) never interleave.
 SQLITE_IMMEDIATE = "dvp_sqlite_immediate"
 
+# How long a statement waits for a lock held by someone else (SQLite's busy timeout,
+# PostgreSQL's lock_timeout) before the call answers UNAVAILABLE (store.failures).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POSTGRES_LOCK_TIMEOUT_MS = 10_000
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -98,7 +101,8 @@ def create_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800, pool_timeout=30)
     else:
         kwargs["poolclass"] = NullPool
-    kwargs["connect_args"] = {"timeout": 10, "command_timeout": 60}
+    kwargs["connect_args"] = {"timeout": 10, "command_timeout": 60,
+                              "server_settings": {"lock_timeout": str(POSTGRES_LOCK_TIMEOUT_MS)}}
     return create_async_engine(parsed, **kwargs)
 
 
@@ -117,10 +121,28 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
     first queue on an asyncio lock: SQLite admits one writer at a time anyway, and leaving
     the queueing to its busy handler (which sleeps in steps of up to 100 ms) made the tail
     latency of concurrent creates many times the median, and could time out."""
-    lock: asyncio.Lock | None = None
-    if engine.dialect.name == "sqlite":
-        lock = _sqlite_write_locks.setdefault(engine.sync_engine, asyncio.Lock())
-    async with lock or nullcontext(), engine.connect() as conn:
-        await writer(conn)
-        async with conn.begin():
-            yield conn
+    if engine.dialect.name != "sqlite":
+        async with engine.connect() as conn:
+            await writer(conn)
+            async with conn.begin():
+                yield conn
+        return
+    lock = _sqlite_write_locks.setdefault(engine.sync_engine, asyncio.Lock())
+    try:
+        # Queued writers wait no longer than SQLite itself would: behind a lock held
+        # outside this process, each would otherwise add a busy timeout to the next.
+        async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
+            await lock.acquire()
+    except TimeoutError:
+        raise SqliteBusy("waited past the busy timeout for this process's SQLite writer") from None
+    try:
+        async with engine.connect() as conn:
+            await writer(conn)
+            async with conn.begin():
+                yield conn
+    finally:
+        lock.release()
+
+
+class SqliteBusy(TimeoutError):
+    """This process's writers queued past the busy timeout (store.failures: UNAVAILABLE)."""

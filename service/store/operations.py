@@ -23,6 +23,7 @@ from service.core.errors import ApiError, Code, not_found, stale_operation
 from service.store import page_token as tokens
 from service.store.audit import append_event
 from service.store.engine import write_transaction
+from service.store.failures import unavailable_when_down
 from service.store.models import operation_transitions, operations
 from service.store.operation_rows import from_row, to_row, transition_from_row
 from service.store.text_safety import clean_text, storable
@@ -67,6 +68,7 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
+@unavailable_when_down
 class SqlOperationRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

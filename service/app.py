@@ -113,7 +113,8 @@ class GatewayApp:
         self._blocks = UpstreamBlocks(cluster.authorization, client_cert=cluster.client_certificate())
         self._gateway = Gateway(operations=self._db.operations, audit=self._db.audit, cluster=cluster,
                                 hub=self._hub, authenticator=self.authenticator, authorizer=self.authorizer,
-                                settings=cs, leader=self._elector, blocks=self._blocks)
+                                page_tokens=self._db.page_tokens, settings=cs, leader=self._elector,
+                                blocks=self._blocks)
         await self._gateway.start()
 
         tls = load_tls(s)

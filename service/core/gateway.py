@@ -32,6 +32,7 @@ from service.core.errors import unimplemented as unimplemented_error
 from service.core.export_settings import ExportSettings
 from service.core.notifier import NotifyingOperations, OperationNotifier
 from service.core.op_updates import OperationWriter
+from service.core.page_tokens import PageTokens
 from service.core.ports import (
     AuditRepository,
     BlockReader,
@@ -74,7 +75,7 @@ class CoreSettings:
 
 class Gateway:
     def __init__(self, *, operations: OperationRepository, audit: AuditRepository, cluster: ClusterClient,
-                 hub: WatchSource, authenticator: Authenticator, authorizer: Authorizer,
+                 hub: WatchSource, authenticator: Authenticator, authorizer: Authorizer, page_tokens: PageTokens,
                  settings: CoreSettings = CoreSettings(), leader: Leadership | None = None,
                  blocks: BlockReader | None = None) -> None:
         self.settings = settings
@@ -93,7 +94,7 @@ class Gateway:
             cluster=cluster, hub=hub, writer=writer, operations=self._operations, audit=audit,
             notifier=self.notifier, reads=reads, flows=flows, default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size, operation_poll_interval=settings.operation_poll_interval,
-            blocks=blocks, export_settings=settings.export))
+            page_tokens=page_tokens, blocks=blocks, export_settings=settings.export))
         self.reconciler = Reconciler(writer=writer, flows=flows, registry=self.registry, hub=hub,
                                      resync_interval=settings.resync_interval, pending_grace=settings.pending_grace,
                                      leader=leader)

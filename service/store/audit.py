@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.core.domain import AuditEvent, AuditEventDraft, AuditFilter, AuditOutcome, AuditVerification, Page, utcnow
 from service.core.errors import FieldViolation, invalid_argument
+from service.core.page_tokens import PageTokens, bad_token
 from service.store import page_token as tokens
 from service.store.audit_chain import GENESIS_HASH, compute_hash, normalize_details
 from service.store.engine import write_transaction
@@ -20,6 +21,7 @@ from service.store.models import audit_chain_head, audit_events
 from service.store.text_safety import clean_json, storable
 
 STREAM_BATCH = 500
+MAX_EVENT_ID = 2**63  # the id column is a signed 64-bit integer
 VERIFY_BATCH = 1000
 _CHAINED_COLUMNS = ("actor", "action", "outcome", "namespace", "resource", "protocol", "request_id",
                     "operation_id", "code", "reason", "details")
@@ -96,8 +98,9 @@ async def append_event(conn: AsyncConnection, draft: AuditEventDraft) -> AuditEv
 
 @unavailable_when_down
 class SqlAuditRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, page_tokens: PageTokens) -> None:
         self._engine = engine
+        self._tokens = page_tokens
 
     async def append(self, draft: AuditEventDraft) -> AuditEvent:
         async with write_transaction(self._engine) as conn:
@@ -111,19 +114,19 @@ class SqlAuditRepository:
 
     async def list_page(self, flt: AuditFilter, page_size: int, page_token: str) -> Page[AuditEvent]:
         limit = tokens.page_limit(page_size)
-        fingerprint = tokens.fingerprint("audit", asdict(flt))
+        query_fields = asdict(flt)
         after_id = 0
         if page_token:
-            last_id = tokens.decode(page_token, fingerprint).get("i")
-            if not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 0:
-                raise tokens.bad_position()
+            last_id = self._tokens.open(page_token, "audit", query_fields).get("i")
+            if not isinstance(last_id, int) or isinstance(last_id, bool) or not 0 <= last_id < MAX_EVENT_ID:
+                raise bad_token()
             after_id = last_id
         clauses = _filter_clauses(flt)
         if not _filter_storable(flt):
             return Page(items=[])  # nothing stored can match
         rows = await self._batch(clauses, after_id, limit + 1)
         items = [_event_from_row(r) for r in rows[:limit]]
-        next_token = tokens.encode({"i": items[-1].id}, fingerprint) if len(rows) > limit else ""
+        next_token = self._tokens.seal("audit", query_fields, {"i": items[-1].id}) if len(rows) > limit else ""
         return Page(items=items, next_page_token=next_token)
 
     async def stream(self, flt: AuditFilter) -> AsyncIterator[AuditEvent]:

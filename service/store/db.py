@@ -7,9 +7,11 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from service.core.page_tokens import PageTokens
 from service.core.ports import AuditRepository, OperationRepository
 from service.store.audit import SqlAuditRepository
 from service.store.engine import create_engine, normalize_url, safe_url
+from service.store.keys import deployment_key
 from service.store.migrator import migrate
 from service.store.operations import SqlOperationRepository
 
@@ -21,21 +23,21 @@ log = logging.getLogger(__name__)
 class Database:
     """An engine plus the repositories built on it. Create with ``connect``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, page_token_key: bytes) -> None:
         self.engine = engine
         self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(engine, expire_on_commit=False)
+        # Shared with the core (cluster list tokens): one key per deployment.
+        self.page_tokens = PageTokens(page_token_key)
         # Annotated with the core's Protocols so mypy checks the repositories honour them.
-        self.operations: OperationRepository = SqlOperationRepository(engine)
-        self.audit: AuditRepository = SqlAuditRepository(engine)
+        self.operations: OperationRepository = SqlOperationRepository(engine, self.page_tokens)
+        self.audit: AuditRepository = SqlAuditRepository(engine, self.page_tokens)
 
     @classmethod
     async def connect(cls, url: str) -> Database:
         """Open a pooled engine for ``url`` and check it answers (raises if it does not)."""
         engine = create_engine(url)
-        database = cls(engine)
         try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            database = cls(engine, await deployment_key(engine))
         except BaseException:
             await engine.dispose()
             raise

@@ -137,3 +137,12 @@ audit_chain_head = sa.Table(
     sa.Column("last_hash", sa.String(64), nullable=False),
     sa.CheckConstraint("id = 1", name="ck_audit_chain_head_single_row"),
 )
+
+# Secrets of the deployment, shared by every replica on this database: the page token
+# HMAC key ("page-tokens"), created on first connect.
+deployment_keys = sa.Table(
+    "deployment_keys",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(), nullable=False),
+)

@@ -20,6 +20,7 @@ from service.core.domain import (
     utcnow,
 )
 from service.core.errors import ApiError, Code, not_found, stale_operation
+from service.core.page_tokens import PageTokens, bad_token
 from service.store import page_token as tokens
 from service.store.audit import append_event
 from service.store.engine import write_transaction
@@ -50,14 +51,15 @@ def _filter_clauses(flt: OperationFilter) -> list[sa.ColumnElement[bool]]:
 
 def _position_clause(position: dict[str, Any]) -> sa.ColumnElement[bool]:
     raw_time, last_id = position.get("t"), position.get("i")
-    if not isinstance(raw_time, str) or not isinstance(last_id, str):
-        raise tokens.bad_position()
+    if not isinstance(raw_time, str) or not isinstance(last_id, str) or not 0 < len(last_id) <= 64:
+        raise bad_token()
     try:
-        last_time = datetime.fromisoformat(raw_time)
-    except ValueError:
-        raise tokens.bad_position() from None
-    if last_time.tzinfo is None:
-        raise tokens.bad_position()
+        parsed = datetime.fromisoformat(raw_time)
+        if parsed.tzinfo is None:
+            raise bad_token()
+        last_time = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise bad_token() from None
     return sa.or_(
         operations.c.create_time < last_time,
         sa.and_(operations.c.create_time == last_time, operations.c.id < last_id),
@@ -70,8 +72,9 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 @unavailable_when_down
 class SqlOperationRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, page_tokens: PageTokens) -> None:
         self._engine = engine
+        self._tokens = page_tokens
 
     async def create(self, op: Operation, *, reason: str = "Created", message: str = "",
                      audit: AuditEventDraft | None = None) -> Operation:
@@ -153,10 +156,10 @@ class SqlOperationRepository:
 
     async def list_page(self, flt: OperationFilter, page_size: int, page_token: str) -> Page[Operation]:
         limit = tokens.page_limit(page_size)
-        fingerprint = tokens.fingerprint("operations", asdict(flt))
+        query_fields = asdict(flt)
         clauses = _filter_clauses(flt)
         if page_token:
-            clauses.append(_position_clause(tokens.decode(page_token, fingerprint)))
+            clauses.append(_position_clause(self._tokens.open(page_token, "operations", query_fields)))
         if not storable(flt.namespace, flt.actor, flt.target_name):
             return Page(items=[])  # nothing stored can match
         query = (sa.select(operations).where(*clauses)
@@ -167,7 +170,8 @@ class SqlOperationRepository:
         next_token = ""
         if len(rows) > limit:
             last = items[-1]
-            next_token = tokens.encode({"t": last.create_time.isoformat(), "i": last.id}, fingerprint)
+            next_token = self._tokens.seal("operations", query_fields,
+                                           {"t": last.create_time.isoformat(), "i": last.id})
         return Page(items=items, next_page_token=next_token)
 
     async def transitions(self, operation_id: str) -> list[OperationTransition]:

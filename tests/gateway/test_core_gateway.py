@@ -108,7 +108,7 @@ def _gateway(db: Database, client: KubeClient, hub: WatchHub, tmp_path: Path,
     tokens.write_text(yaml.safe_dump(doc))
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY))
-    gateway = Gateway(operations=db.operations, audit=db.audit, cluster=client, hub=hub,
+    gateway = Gateway(operations=db.operations, audit=db.audit, page_tokens=db.page_tokens, cluster=client, hub=hub,
                       authenticator=StaticTokenAuthenticator.from_file(tokens),
                       authorizer=PolicyAuthorizer.from_file(policy), settings=FAST, leader=leader)
     return gateway, dev_token

@@ -79,7 +79,8 @@ async def test_subject_access_review(cluster: EmbeddedCluster, client: KubeClien
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_gateway_with_cluster_auth(cluster: EmbeddedCluster, client: KubeClient, database: Database) -> None:
     hub = WatchHub(client)
-    gateway = Gateway(operations=database.operations, audit=database.audit, cluster=client, hub=hub,
+    gateway = Gateway(operations=database.operations, audit=database.audit, page_tokens=database.page_tokens,
+                      cluster=client, hub=hub,
                       authenticator=TokenReviewAuthenticator(client), authorizer=SubjectAccessReviewAuthorizer(client))
     try:
         caller = await gateway.authenticate(f"Bearer {ALICE_TOKEN}", action="GetDiskSnapshot", protocol="grpc")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.cluster.kinds import LABEL_OPERATION_ID
-from service.core import paging, request_checks
+from service.core import request_checks
 from service.core import validation as v
 from service.core.errors import ApiError, Code
 from service.core.idempotency import request_hash
@@ -148,12 +148,3 @@ def test_request_hash_ignores_request_id_only() -> None:
     assert request_hash(a) == request_hash(b)
 
 
-def test_page_token_is_bound_to_its_query() -> None:
-    token = paging.wrap("k8s-continue", "demo", "app=x")
-    assert paging.unwrap(token, "demo", "app=x") == "k8s-continue"
-    assert paging.wrap("", "demo", "") == ""
-    for namespace, selector, bad in (("other", "app=x", token), ("demo", "", token), ("demo", "app=x", "!!!"),
-                                     ("demo", "app=x", token[:-3])):
-        with pytest.raises(ApiError) as caught:
-            paging.unwrap(bad, namespace, selector)
-        assert fields(caught.value) == ["page_token"]

@@ -15,14 +15,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from service.core.page_tokens import new_key
 from service.store.db import Database, migrate
 from service.store.engine import create_engine, normalize_url, safe_url
 from service.store.migrator import alembic_config
 from service.store.models import metadata
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0002_export_transfer"
-TABLES = {"operations", "operation_transitions", "audit_events", "audit_chain_head", "alembic_version"}
+HEAD = "0003_deployment_keys"
+TABLES = {"operations", "operation_transitions", "audit_events", "audit_chain_head", "deployment_keys",
+          "alembic_version"}
 
 
 async def _inspect(url: str) -> tuple[set[str], str | None]:
@@ -100,7 +102,7 @@ def test_alembic_cli_uses_the_url_from_the_environment(database_url: str) -> Non
     upgraded = subprocess.run([sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "0002_export_transfer" in upgraded.stderr  # alembic logs each revision it applies
+    assert HEAD in upgraded.stderr  # alembic logs each revision it applies
     assert asyncio.run(_inspect(database_url)) == (TABLES, HEAD)
 
 
@@ -118,7 +120,7 @@ async def test_connect_accepts_plain_urls_and_pings(database_url: str) -> None:
 
 
 async def test_ping_is_false_when_the_server_is_gone() -> None:
-    unreachable = Database(create_engine("postgresql://nobody@127.0.0.1:1/none"))
+    unreachable = Database(create_engine("postgresql://nobody@127.0.0.1:1/none"), new_key())
     try:
         assert await unreachable.ping() is False
     finally:

@@ -14,6 +14,7 @@ from service.core.capabilities.registry import Call, Registry
 from service.core.contract import Method
 from service.core.domain import Page, WatchEventType
 from service.core.errors import ApiError, Code, not_found
+from service.core.page_tokens import PageTokens
 from service.core.ports import ClusterClient, ResourceKind, WatchSource
 from service.core.requests import ListRequest, ObjectKey, WatchRequest
 from service.core.validation import effective_page_size
@@ -32,8 +33,9 @@ E = TypeVar("E")
 class Catalog(Generic[T, E]):
     def __init__(self, *, kind: ResourceKind, view: Callable[[dict[str, Any]], T],
                  event: Callable[[WatchEventType, T], E], cluster: ClusterClient, hub: WatchSource,
-                 default_page_size: int, max_page_size: int) -> None:
+                 default_page_size: int, max_page_size: int, page_tokens: PageTokens) -> None:
         self._kind = kind
+        self._tokens = page_tokens
         self._view = view
         self._event = event
         self._cluster = cluster
@@ -53,7 +55,8 @@ class Catalog(Generic[T, E]):
 
     async def list_page(self, req: ListRequest) -> Page[T]:
         request_checks.list_request(req)
-        continue_token = paging.unwrap(req.page_token, req.namespace, req.label_selector)
+        continue_token = paging.unwrap(self._tokens, req.page_token, self._kind.plural, req.namespace,
+                                       req.label_selector)
         size = effective_page_size(req.page_size, self._default_page_size, self._max_page_size)
         try:
             result = await self._cluster.list(self._kind, req.namespace, label_selector=req.label_selector,
@@ -64,7 +67,8 @@ class Catalog(Generic[T, E]):
                                "page_token has expired; start the list again") from None
             raise
         return Page([self._view(o) for o in result.items],
-                    paging.wrap(result.continue_token, req.namespace, req.label_selector))
+                    paging.wrap(self._tokens, result.continue_token, self._kind.plural, req.namespace,
+                                req.label_selector))
 
     def serve(self, registry: Registry, get: Method[ObjectKey, T], list_: Method[ListRequest, Page[T]],
               watch: Method[WatchRequest, E]) -> None:

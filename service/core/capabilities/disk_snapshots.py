@@ -122,7 +122,8 @@ class DeleteDiskSnapshot:
 def register(registry: Registry, deps: Deps) -> None:
     catalog: Catalog[DiskSnapshot, DiskSnapshotEvent] = Catalog(
         kind=KIND, view=disk_snapshot_from_resource, event=DiskSnapshotEvent, cluster=deps.cluster, hub=deps.hub,
-        default_page_size=deps.default_page_size, max_page_size=deps.max_page_size)
+        default_page_size=deps.default_page_size, max_page_size=deps.max_page_size,
+        page_tokens=deps.page_tokens)
     catalog.serve(registry, contract.GET_DISK_SNAPSHOT, contract.LIST_DISK_SNAPSHOTS, contract.WATCH_DISK_SNAPSHOTS)
     registry.serve_creates(contract.CREATE_DISK_SNAPSHOT, CreateDiskSnapshot(), deps.flows,
                            lambda req: {"virtual_disk_name": req.virtual_disk_name,

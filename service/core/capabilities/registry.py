@@ -20,6 +20,7 @@ from service.core.domain import Operation, OperationType, RequestContext
 from service.core.export_settings import ExportSettings
 from service.core.notifier import OperationNotifier
 from service.core.op_updates import OperationWriter
+from service.core.page_tokens import PageTokens
 from service.core.ports import (
     AuditRepository,
     BlockReader,
@@ -58,6 +59,7 @@ class Deps:
     default_page_size: int
     max_page_size: int
     operation_poll_interval: float
+    page_tokens: PageTokens
     blocks: BlockReader | None = None       # exports read DataExport block data through it
     export_settings: ExportSettings = field(default_factory=ExportSettings)
 

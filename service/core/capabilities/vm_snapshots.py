@@ -228,7 +228,8 @@ class DeleteVmSnapshot:
 def register(registry: Registry, deps: Deps) -> None:
     catalog: Catalog[VirtualMachineSnapshot, VirtualMachineSnapshotEvent] = Catalog(
         kind=KIND, view=vm_snapshot_from_resource, event=VirtualMachineSnapshotEvent, cluster=deps.cluster,
-        hub=deps.hub, default_page_size=deps.default_page_size, max_page_size=deps.max_page_size)
+        hub=deps.hub, default_page_size=deps.default_page_size, max_page_size=deps.max_page_size,
+        page_tokens=deps.page_tokens)
     catalog.serve(registry, contract.GET_VM_SNAPSHOT, contract.LIST_VM_SNAPSHOTS, contract.WATCH_VM_SNAPSHOTS)
     registry.serve_creates(contract.CREATE_VM_SNAPSHOT, CreateVmSnapshot(), deps.flows,
                            lambda req: {"virtual_machine_name": req.virtual_machine_name,

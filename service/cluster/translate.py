@@ -69,6 +69,10 @@ def phase(obj: Obj | None) -> str:
     return _str(status(obj).get("phase")) if obj else ""
 
 
+def resource_version(obj: Obj) -> str:
+    return _str(metadata(obj).get("resourceVersion"))
+
+
 def parse_time(value: object) -> datetime | None:
     """An RFC 3339 timestamp as an aware UTC datetime; None for anything else."""
     if not isinstance(value, str) or not value:

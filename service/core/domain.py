@@ -152,6 +152,9 @@ class Operation:
     version: int = 1
     # Exports only: the bytes the stream moved.
     transfer: ExportTransfer | None = None
+    # The resourceVersion of the resource's last state applied to the operation (internal):
+    # a stale read of an older version never steps the timeline back.
+    observed_resource_version: str = ""
 
     @property
     def done(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.cluster.translate import conditions_from_resource, object_ref, operation_progress
+from service.cluster.translate import conditions_from_resource, object_ref, operation_progress, resource_version
 from service.core.domain import Condition, Operation, OperationError, OperationState
 from service.core.op_updates import Change, Mutation
 from service.core.ports import ResourceKind
@@ -17,7 +17,11 @@ WARNING_REASONS = frozenset({"PotentiallyInconsistent"})
 def follow_resource(kind: ResourceKind, obj: dict[str, Any] | None, *, deleting: bool) -> Mutation:
     """Apply what the resource (None: it is gone) says to the operation."""
 
+    version = resource_version(obj) if obj is not None else ""
+
     def mutate(op: Operation) -> Change | None:
+        if obj is not None and _older(version, op.observed_resource_version):
+            return None  # a stale read (a cache behind the API): the operation has seen newer
         state, phase, error = operation_progress(kind, obj, deleting=deleting)
         conditions = conditions_from_resource(obj) if obj is not None and not deleting else op.conditions
         warnings = _with_condition_warnings(op.warnings, conditions)
@@ -31,9 +35,18 @@ def follow_resource(kind: ResourceKind, obj: dict[str, Any] | None, *, deleting:
         if before == after:
             return None
         op.state, op.phase, op.conditions, op.warnings, op.error, op.resource = after
+        if version:
+            op.observed_resource_version = version
         return _explain(state, phase, conditions, error)
 
     return mutate
+
+
+def _older(version: str, seen: str) -> bool:
+    """Whether ``version`` is before ``seen``. Kubernetes resourceVersions are opaque, but
+    etcd's (and the embedded cluster's) are increasing integers; anything else compares
+    as "not older", so following never stalls on an unfamiliar cluster."""
+    return version.isdigit() and seen.isdigit() and int(version) < int(seen)
 
 
 def follow_created(kind: ResourceKind, obj: dict[str, Any]) -> Mutation:

@@ -70,6 +70,8 @@ operations = sa.Table(
     # An export's content tag, set once its whole-image SHA-256 is known: a later export of
     # the same content, on any replica, announces that digest instead of hashing again.
     sa.Column("export_etag", sa.String(), nullable=True),
+    # The resource's last applied resourceVersion: older reads are ignored (no step back).
+    sa.Column("observed_resource_version", sa.String(), nullable=True),
 )
 sa.Index("ix_operations_keyset", operations.c.create_time, operations.c.id)
 sa.Index("ix_operations_namespace_keyset", operations.c.namespace, operations.c.create_time, operations.c.id)

@@ -109,6 +109,7 @@ def to_row(op: Operation) -> dict[str, Any]:
         "version": op.version,
         "transfer": _transfer_to_json(op.transfer),
         "export_etag": op.transfer.etag if op.transfer is not None and op.transfer.sha256 else None,
+        "observed_resource_version": op.observed_resource_version or None,
     }
     cleaned: dict[str, Any] = clean_json(row)
     return cleaned
@@ -142,6 +143,7 @@ def from_row(row: Mapping[Any, Any]) -> Operation:
         end_time=row["end_time"],
         version=row["version"],
         transfer=_transfer_from_json(row["transfer"]),
+        observed_resource_version=row["observed_resource_version"] or "",
     )
 
 

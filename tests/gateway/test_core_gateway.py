@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -234,7 +235,37 @@ async def test_missing_disk_and_existing_name(core: Core) -> None:
                                                                                name="taken"))
     assert caught.value.code is Code.ALREADY_EXISTS
     page = await core.db.operations.list_page(OperationFilter(namespace=NS), 50, "")
-    assert len(page.items) == 1  # failed checks write no operation
+    # The missing disk was a failed check: no operation. The taken name is the cluster's
+    # answer to a recorded request: a FAILED operation (see the next test).
+    assert [op.state for op in page.items][0] is OperationState.FAILED and len(page.items) == 2
+
+
+async def _refusal_record(core: Core, error: ApiError) -> tuple[object, ...]:
+    """How a refused duplicate create is recorded: the answer, its operation, its audit events."""
+    op_id = error.metadata["operation_id"]
+    op = await core.db.operations.get(op_id)
+    assert op is not None
+    events = [e for e in await core.audit(action="CreateDiskSnapshot") if e.operation_id == op_id]
+    return (error.code, error.reason, op.state, op.error.code if op.error else None,
+            [(e.outcome, e.code, e.reason) for e in events])
+
+
+@sqlite_only
+async def test_a_refused_duplicate_is_recorded_the_same_way_whether_it_raced_or_not(core: Core) -> None:
+    ctx = core.ctx()
+
+    def create(name: str) -> Any:
+        return core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT,
+                                 CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK, name=name))
+
+    await create("first")
+    with pytest.raises(ApiError) as sequential:
+        await create("first")
+    raced = await asyncio.gather(create("second"), create("second"), return_exceptions=True)
+    [loser] = [r for r in raced if isinstance(r, ApiError)]
+    assert await _refusal_record(core, sequential.value) == await _refusal_record(core, loser) == (
+        Code.ALREADY_EXISTS, "RESOURCE_ALREADY_EXISTS", OperationState.FAILED, "ALREADY_EXISTS",
+        [(AuditOutcome.SUCCESS, "", ""), (AuditOutcome.ERROR, "ALREADY_EXISTS", "RESOURCE_ALREADY_EXISTS")])
 
 
 async def test_a_replay_racing_its_own_slow_request_adopts_the_resource(core: Core) -> None:

@@ -24,7 +24,7 @@ from service.core.domain import (
     OperationType,
     ResourceRef,
 )
-from service.core.errors import PreconditionViolation, already_exists
+from service.core.errors import PreconditionViolation
 from service.core.op_updates import Mutation
 from service.core.progress import follow_resource
 from service.core.requests import (
@@ -72,8 +72,6 @@ class CreateDiskSnapshot:
         disk = await reads.require(VIRTUAL_DISK, req.namespace, req.virtual_disk_name, "virtual_disk_name")
         warning = consistency_warning(disk, await attached_vms(reads, disk), req.required_consistency) \
             if req.required_consistency else None
-        if await reads.fresh(KIND, req.namespace, name) is not None:
-            raise already_exists(KIND.kind, name, req.namespace)
         target = ResourceRef(VIRTUAL_DISK.api_version, VIRTUAL_DISK.kind, req.virtual_disk_name, req.namespace,
                              str(metadata(disk).get("uid", "")))
         return Plan(name=name, target=target, warnings=[warning] if warning else [])

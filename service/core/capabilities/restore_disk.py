@@ -20,7 +20,6 @@ from service.core.domain import Operation, OperationType, ResourceRef
 from service.core.errors import (
     FieldViolation,
     PreconditionViolation,
-    already_exists,
     failed_precondition,
     invalid_argument,
 )
@@ -80,8 +79,6 @@ class RestoreDisk:
         source_name = str(spec(snap).get("virtualDiskName", ""))
         source = await reads.find(VIRTUAL_DISK, req.namespace, source_name) if source_name else None
         size, storage_class = self._sizing(req, source, source_name)
-        if await reads.fresh(KIND, req.namespace, name) is not None:
-            raise already_exists(KIND.kind, name, req.namespace)
         target = ResourceRef(VIRTUAL_DISK_SNAPSHOT.api_version, VIRTUAL_DISK_SNAPSHOT.kind, req.disk_snapshot_name,
                              req.namespace, str(metadata(snap).get("uid", "")))
         warnings = []

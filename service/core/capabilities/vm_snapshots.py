@@ -52,7 +52,7 @@ from service.core.domain import (
     VirtualMachineSnapshot,
     VirtualMachineSnapshotEvent,
 )
-from service.core.errors import FieldViolation, PreconditionViolation, already_exists, failed_precondition
+from service.core.errors import FieldViolation, PreconditionViolation, failed_precondition
 from service.core.op_updates import Change, Mutation
 from service.core.progress import follow_resource
 from service.core.request_checks import RESERVED_ANNOTATIONS, RESERVED_LABELS
@@ -159,8 +159,6 @@ class CreateVmSnapshot:
             raise failed_precondition(
                 problems[0].type, f"VirtualMachine {req.virtual_machine_name!r} cannot be snapshotted now: "
                 + "; ".join(p.description for p in problems), problems)
-        if await reads.fresh(KIND, req.namespace, name) is not None:
-            raise already_exists(KIND.kind, name, req.namespace)
         target = ResourceRef(VIRTUAL_MACHINE.api_version, VIRTUAL_MACHINE.kind, req.virtual_machine_name,
                              req.namespace, str(metadata(vm).get("uid", "")))
         return Plan(name=name, target=target, warnings=await warnings_for(reads, vm, req, images))

@@ -237,7 +237,7 @@ async def test_missing_disk_and_existing_name(core: Core) -> None:
     page = await core.db.operations.list_page(OperationFilter(namespace=NS), 50, "")
     # The missing disk was a failed check: no operation. The taken name is the cluster's
     # answer to a recorded request: a FAILED operation (see the next test).
-    assert [op.state for op in page.items][0] is OperationState.FAILED and len(page.items) == 2
+    assert page.items[0].state is OperationState.FAILED and len(page.items) == 2
 
 
 async def _refusal_record(core: Core, error: ApiError) -> tuple[object, ...]:
@@ -645,3 +645,29 @@ async def test_audit_write_failure_fails_the_call(core: Core) -> None:
     with pytest.raises(ApiError) as caught:
         await core.gateway.call(core.ctx(), C.GET_DISK_SNAPSHOT, ObjectKey(NS, "anything"))
     assert caught.value.code is Code.UNAVAILABLE and caught.value.reason == "AUDIT_UNAVAILABLE"
+
+
+@sqlite_only
+async def test_a_replay_says_when_its_resource_no_longer_exists(core: Core) -> None:
+    """After a restart of a cluster that lost the snapshot (or someone deleted it), the
+    README's replayed create must not pass the old SUCCEEDED operation off as the answer."""
+    ctx = core.ctx()
+    request = CreateDiskSnapshotRequest(namespace=NS, virtual_disk_name=DISK, name="replayed", request_id="readme-1")
+    op = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, request)
+    done = await wait_done(core, op.id)
+    assert done.state is OperationState.SUCCEEDED
+    replay = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, request)
+    assert replay.id == op.id and replay.warnings == done.warnings  # still there: the plain record
+
+    resource = "virtualdisksnapshots.virtualization.deckhouse.io"
+    await core.cluster.store.delete(resource, NS, "replayed")
+
+    async def gone() -> bool:
+        return core.cluster.store.get(resource, NS, "replayed") is None
+
+    await eventually(gone)
+    replay = await core.gateway.call(ctx, C.CREATE_DISK_SNAPSHOT, request)
+    assert replay.id == op.id and replay.state is OperationState.SUCCEEDED
+    assert replay.warnings[-1].startswith("VirtualDiskSnapshot 'replayed' created by this operation no longer exists")
+    stored = await core.db.operations.get(op.id)
+    assert stored is not None and stored.warnings == done.warnings  # the record itself is final

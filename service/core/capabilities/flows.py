@@ -113,7 +113,7 @@ class WriteAhead:
         digest = request_hash(req)
         replay = await find_replay(self._operations, caller.subject, request_id, digest, cap.op_type)
         if replay is not None:
-            return replay
+            return await self._replayed(cap, replay)
         name = cap.name_for(req)
         try:
             plan = await cap.plan(self._reads, req, name)
@@ -132,6 +132,27 @@ class WriteAhead:
             return await self.write(cap, op)
         except ApiError as exc:
             raise await self.recorded_failure(exc, op) from None
+
+    async def _replayed(self, cap: Creates[Any], op: Operation) -> Operation:
+        """A replayed request's operation, honest about its resource: a SUCCEEDED create
+        whose resource is gone (deleted since, or lost with the cluster) says so in a
+        warning of the answer (the stored operation is final and stays as it was)."""
+        if op.state is not OperationState.SUCCEEDED or op.resource is None or not op.resource.name:
+            return op
+        try:
+            current = await self._reads.fresh(cap.kind, op.namespace, op.resource.name)
+        except ApiError as exc:
+            if exc.code not in RETRYABLE:
+                raise
+            return replace(op, warnings=[*op.warnings, f"{cap.kind.kind} {op.resource.name!r} could not be "
+                                         "checked now (the cluster is unavailable); it may no longer exist"])
+        uid = str(metadata(current).get("uid", "")) if current is not None else ""
+        if current is not None and (not op.resource.uid or uid == op.resource.uid):
+            return op
+        gone = "no longer exists" if current is None else "was replaced by another object of that name"
+        return replace(op, warnings=[*op.warnings, f"{cap.kind.kind} {op.resource.name!r} created by this "
+                                     f"operation {gone}: this is the record of the original request, "
+                                     "not a new resource"])
 
     async def _record(self, cap: Creates[Req], caller: Caller, req: Req, digest: str,
                       plan: Plan, audited: AuditedCall | None) -> tuple[Operation, bool]:

@@ -43,6 +43,7 @@ from service.core.ports import (
     WatchSource,
 )
 from service.core.reconciler import Reconciler
+from service.core.slots import CallerSlots
 
 NIL_OPERATION_ID = str(uuid.UUID(int=0))
 Req = TypeVar("Req")
@@ -70,6 +71,9 @@ class CoreSettings:
     lease_renew_interval: float = 5.0
     # check_ready reuses a successful cluster probe for this long.
     ready_cache_seconds: float = 5.0
+    # Open streams (watches, audit exports, disk exports) one caller may hold, and all of them.
+    max_streams_per_caller: int = 64
+    max_streams: int = 10_000
     export: ExportSettings = field(default_factory=ExportSettings)
 
 
@@ -99,6 +103,8 @@ class Gateway:
                                      resync_interval=settings.resync_interval, pending_grace=settings.pending_grace,
                                      leader=leader)
         self._cluster_ok_at = -1.0
+        self._streams = CallerSlots(total=settings.max_streams, per_caller=settings.max_streams_per_caller,
+                                    what="streams", reason="TOO_MANY_STREAMS", retry_after_seconds=5)
 
     async def start(self) -> None:
         await self.reconciler.start()
@@ -178,11 +184,18 @@ class Gateway:
             opener = self.registry.streams.get(method.name)
             if opener is None:
                 raise unimplemented_error(method.name, "planned in a later release")
-            items = await opener(call, req)
+            subject = ctx.caller.subject
+            self._streams.take(subject)
+            try:
+                items = await opener(call, req)
+            except BaseException:
+                self._streams.give_back(subject)
+                raise
         try:
             async for item in items:
                 yield item
         finally:
+            self._streams.give_back(subject)
             # Deterministic cleanup (an export deletes its DataExport) also when the
             # caller stops before the end or before the first item.
             close = getattr(items, "aclose", None)

@@ -68,6 +68,7 @@ from service.core.idempotency import request_document, request_hash
 from service.core.op_updates import Change, Mutation
 from service.core.ports import BlockEndpoint, BlockReader, ResourceKind
 from service.core.requests import ExportRequest
+from service.core.slots import CallerSlots
 
 log = logging.getLogger(__name__)
 
@@ -109,39 +110,6 @@ def check(req: ExportRequest) -> None:
 _RESUMABLE = frozenset({"EXPORT_INTERRUPTED", "EXPORT_GONE", "EXPORTER_UNAVAILABLE"})
 
 
-class _Slots:
-    """Caps on concurrent exports: taken before anything is recorded, given back when the
-    stream ends. Refusing at once (not queueing) keeps a burst from holding connections."""
-
-    def __init__(self, settings: ExportSettings) -> None:
-        self._settings = settings
-        self._by_caller: dict[str, int] = {}
-        self._total = 0
-
-    def take(self, subject: str) -> None:
-        s = self._settings
-        if self._total >= s.max_concurrent:
-            raise _exhausted(f"the gateway already streams {self._total} exports (limit {s.max_concurrent})", s)
-        mine = self._by_caller.get(subject, 0)
-        if mine >= s.max_per_caller:
-            raise _exhausted(f"{subject!r} already streams {mine} exports (limit {s.max_per_caller} per caller)", s)
-        self._by_caller[subject] = mine + 1
-        self._total += 1
-
-    def give_back(self, subject: str) -> None:
-        self._total -= 1
-        left = self._by_caller.get(subject, 1) - 1
-        if left:
-            self._by_caller[subject] = left
-        else:
-            self._by_caller.pop(subject, None)
-
-
-def _exhausted(message: str, settings: ExportSettings) -> ApiError:
-    return ApiError(Code.RESOURCE_EXHAUSTED, "TOO_MANY_EXPORTS", message + "; retry later",
-                    retry_after_seconds=settings.retry_after_seconds)
-
-
 def _transfer(mutate_transfer: Callable[[ExportTransfer], ExportTransfer], *, state: OperationState | None = None,
               phase_name: str = "", reason: str = "Progress", message: str = "",
               error: OperationError | None = None) -> Mutation:
@@ -179,7 +147,9 @@ class Exports:
         self._deps = deps
         self._blocks = blocks
         self.settings = settings
-        self._slots = _Slots(settings)
+        self._slots = CallerSlots(total=settings.max_concurrent, per_caller=settings.max_per_caller,
+                                  what="exports", reason="TOO_MANY_EXPORTS",
+                                  retry_after_seconds=settings.retry_after_seconds)
         self._digests: OrderedDict[str, str] = OrderedDict()
         self._live: set[str] = set()            # operation ids streaming in this replica
         self._cleanups: set[asyncio.Task[None]] = set()

@@ -39,10 +39,15 @@ class EmbeddedHandle:
 async def start_embedded_cluster(settings: Settings, *, port: int = 0) -> EmbeddedHandle:
     module = importlib.import_module(EMBEDDED_MODULE)
     # TLS on: kubectl (client-go) refuses to send a bearer token over plain HTTP, and a
-    # person trying the product should be able to point kubectl at it.
+    # person trying the product should be able to point kubectl at it. The state directory
+    # keeps the cluster's objects (so the SQL history and the cluster agree after a restart)
+    # and its CA, admin token and port (so the kubeconfig written below stays valid).
     config = module.EmbeddedClusterConfig(port=port, tls=True, step_delay=settings.embedded_step_delay,
-                                          seed_demo=settings.embedded_seed_demo)
+                                          seed_demo=settings.embedded_seed_demo,
+                                          state_dir=settings.data_dir / "embedded-cluster")
     cluster = module.EmbeddedCluster(config)
+    # A damaged state directory raises the embedded cluster's StateError: one line naming
+    # the file and what is wrong, which `dvp-gateway serve` reports as its start-up error.
     await cluster.start()
     path = settings.data_dir / "embedded-kubeconfig.yaml"
     cluster.write_kubeconfig(path)

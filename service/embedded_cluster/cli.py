@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from service.embedded_cluster.controllers.settings import DEFAULT_EXPORT_CHUNK
-from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
+from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig, StateError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig-out", type=Path, default=Path("embedded-kubeconfig.yaml"))
     serve.add_argument("--admin-token-file", type=Path,
                        help="read the admin token from this file (created with a new token when missing)")
+    serve.add_argument("--state-dir", type=Path,
+                       help="keep objects, CA, admin token and port here across restarts (default: in memory)")
     return parser
 
 
@@ -49,7 +51,7 @@ def config_of(args: argparse.Namespace) -> EmbeddedClusterConfig:
     return EmbeddedClusterConfig(host=args.host, port=args.port, tls=args.tls, step_delay=args.step_delay,
                                  seed_demo=not args.no_seed, admin_token=_admin_token(args.admin_token_file),
                                  policy_path=args.policy, export_module=not args.no_export_module,
-                                 export_chunk=args.export_chunk)
+                                 export_chunk=args.export_chunk, state_dir=args.state_dir)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return asyncio.run(_serve(args))
+    except StateError as error:
+        print(f"error: embedded cluster state: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import base64
 import builtins
+import logging
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeVar, cast
 
 from service.embedded_cluster.apiserver.builtin_types import NAMESPACES, SECRETS
+from service.embedded_cluster.apiserver.journal import Journal
 from service.embedded_cluster.apiserver.metadata import invalid, metadata_causes, now_rfc3339, random_suffix
 from service.embedded_cluster.apiserver.selectors import label_matcher
 from service.embedded_cluster.apiserver.subscription import Subscription
 from service.embedded_cluster.contracts import Admission, Obj, ResourceType, StatusCause, StatusError, StoreEvent
+
+log = logging.getLogger(__name__)
 
 # Fields the API server owns: a client can never change them with an update.
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
@@ -57,21 +61,61 @@ def _clone(value: Any) -> Any:
     return value
 
 class MemoryStore:
-    """Implements ``contracts.ObjectStore``; the HTTP layer adds dry-run, propagation and preconditions."""
+    """Implements ``contracts.ObjectStore``; the HTTP layer adds dry-run, propagation and preconditions.
 
-    def __init__(self, types: Iterable[ResourceType], admission: Admission, *, watch_history: int = 1000) -> None:
+    With a ``journal`` the store starts from the state it loaded and records every change
+    before applying it; its writes return once the change is durable."""
+
+    def __init__(self, types: Iterable[ResourceType], admission: Admission, *, watch_history: int = 1000,
+                 journal: Journal | None = None) -> None:
         self._types: dict[str, ResourceType] = {t.key: t for t in types}
         self._types.setdefault(NAMESPACES.key, NAMESPACES)
         self._admission = admission
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {key: {} for key in self._types}
+        self._unserved: dict[str, builtins.list[Obj]] = {}   # loaded objects of types not served now: kept as is
         self._rv = 0
         self._history: deque[StoreEvent] = deque(maxlen=max(1, watch_history))
         self._compacted_rv = 0   # every event with a resourceVersion above this one is still in the history
         self._subscriptions: set[Subscription] = set()
+        self._journal = journal
+        if journal is not None:
+            journal.attach(self._state)
+            if not journal.restored.fresh:
+                self._restore(journal)
+                return
+            self._rv = journal.restored.resource_version
         for name in _INITIAL_NAMESPACES:
             self._commit("ADDED", NAMESPACES, self._stamp_new({"apiVersion": "v1", "kind": "Namespace",
                                                                "metadata": {"name": name},
                                                                "status": {"phase": "Active"}}))
+
+    def _restore(self, journal: Journal) -> None:
+        restored = journal.restored
+        for resource, objects in restored.objects.items():
+            if resource in self._objects:
+                self._objects[resource] = objects
+            elif objects:
+                log.warning("%d loaded %s objects are kept but not served (the type is not installed)",
+                            len(objects), resource)
+                self._unserved[resource] = list(objects.values())
+        restored.objects = {}   # the store owns them now
+        # The history starts empty: a watch from an older version gets 410 and relists.
+        self._rv = self._compacted_rv = restored.resource_version
+
+    def _state(self) -> tuple[int, dict[str, builtins.list[Obj]]]:
+        """What a snapshot holds (stored objects are replaced, never changed in place: no copies)."""
+        objects = {key: builtins.list(found.values()) for key, found in self._objects.items()}
+        return self._rv, {**self._unserved, **objects}
+
+    async def close(self) -> None:
+        """Write the journal's final snapshot (nothing to do without one)."""
+        if self._journal is not None:
+            await self._journal.close()
+
+    async def durable(self) -> None:
+        """Return once every change made so far survives a crash (at once without a journal)."""
+        if self._journal is not None:
+            await self._journal.durable()
 
     # ----- reading -------------------------------------------------------------------
 
@@ -161,6 +205,7 @@ class MemoryStore:
         if dry_run:
             return stamped
         self._commit("ADDED", rtype, stamped)
+        await self.durable()
         return clone(stamped)
 
     async def update(self, resource: str, obj: Obj, *, dry_run: bool = False) -> Obj:
@@ -181,7 +226,10 @@ class MemoryStore:
         admitted = self._admit(rtype, new, current)
         if _content(admitted) != _content(current):
             admitted["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
-        return self._replace(rtype, current, admitted, dry_run=dry_run)
+        replaced = self._replace(rtype, current, admitted, dry_run=dry_run)
+        if not dry_run:
+            await self.durable()
+        return replaced
 
     async def update_status(self, resource: str, obj: Obj, *, dry_run: bool = False) -> Obj:
         rtype = self.resource_type(resource)
@@ -194,7 +242,10 @@ class MemoryStore:
         else:
             candidate.pop("status", None)
         admitted = self._admit(rtype, candidate, current, subresource="status")
-        return self._replace(rtype, current, admitted, dry_run=dry_run)
+        replaced = self._replace(rtype, current, admitted, dry_run=dry_run)
+        if not dry_run:
+            await self.durable()
+        return replaced
 
     async def delete(self, resource: str, namespace: str | None, name: str, *, propagation: str = "Background",
                      dry_run: bool = False, precondition_uid: str = "", precondition_rv: str = "") -> Obj | None:
@@ -213,10 +264,13 @@ class MemoryStore:
             marked["metadata"]["deletionTimestamp"] = now_rfc3339()
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             self._commit("MODIFIED", rtype, marked)
+            await self.durable()
             return clone(marked)
         if dry_run:
             return clone(current)
-        return self._remove(rtype, current, propagation)
+        removed = self._remove(rtype, current, propagation)
+        await self.durable()
+        return removed
 
     # ----- internals -----------------------------------------------------------------
 
@@ -359,8 +413,11 @@ class MemoryStore:
         self._remove(rtype, obj, propagation)
 
     def _commit(self, event_type: str, rtype: ResourceType, obj: Obj) -> None:
+        obj["metadata"]["resourceVersion"] = str(self._rv + 1)
+        if self._journal is not None:
+            # Recorded before it is applied: a change the journal refused never happened.
+            self._journal.append(self._rv + 1, event_type, rtype.key, obj)
         self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
         key = self._key(rtype, obj["metadata"])
         if event_type == "DELETED":
             self._objects[rtype.key].pop(key, None)

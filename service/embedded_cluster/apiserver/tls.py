@@ -1,4 +1,5 @@
-"""A throwaway CA and serving certificate for the embedded cluster's HTTPS listener."""
+"""The embedded cluster's CA (throwaway, or kept in its state directory) and the serving
+certificates it issues for the HTTPS listener."""
 
 from __future__ import annotations
 
@@ -38,7 +39,13 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def generate(hosts: list[str], *, days: int = 365) -> ServingCertificate:
+@dataclass(frozen=True)
+class CertificateAuthority:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def new_authority(*, days: int = 3650) -> CertificateAuthority:
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (x509.CertificateBuilder().subject_name(_name("dvp-embedded-cluster-ca"))
@@ -51,6 +58,29 @@ def generate(hosts: list[str], *, days: int = 365) -> ServingCertificate:
                                             data_encipherment=False, key_agreement=False, encipher_only=False,
                                             decipher_only=False), critical=True)
                .sign(ca_key, hashes.SHA256()))
+    return CertificateAuthority(
+        cert_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+
+
+def check_authority(ca: CertificateAuthority) -> datetime:
+    """ValueError unless the pair is a usable CA (the key matches, not expired); returns its expiry."""
+    cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
+        raise ValueError("the key does not belong to the certificate")
+    if cert.not_valid_after_utc <= datetime.now(UTC):
+        raise ValueError(f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    return cert.not_valid_after_utc
+
+
+def issue(ca: CertificateAuthority, hosts: list[str], *, days: int = 365) -> ServingCertificate:
+    """A serving certificate for ``hosts`` (plus localhost) signed by ``ca``."""
+    now = datetime.now(UTC)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     names: list[x509.GeneralName] = []
     for host in dict.fromkeys([*hosts, "localhost", "127.0.0.1"]):
         try:
@@ -60,12 +90,18 @@ def generate(hosts: list[str], *, days: int = 365) -> ServingCertificate:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(_name("dvp-embedded-cluster")).issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(min(now + timedelta(days=days), ca_cert.not_valid_after_utc))
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     return ServingCertificate(
-        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
+        ca_pem=ca.cert_pem,
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
         key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
+
+
+def generate(hosts: list[str], *, days: int = 365) -> ServingCertificate:
+    """A throwaway CA and a serving certificate from it."""
+    return issue(new_authority(days=days), hosts, days=days)

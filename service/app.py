@@ -23,7 +23,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2
 
 from service.api.grpc import GrpcTls, start_grpc_server
-from service.api.rest import close_streams, create_rest_app
+from service.api.rest import close_streams, create_rest_app, rest_runner
 from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.lease import LeaderElector
 from service.cluster.watch_hub import WatchHub
@@ -122,7 +122,7 @@ class GatewayApp:
         self._grpc, self.grpc_port = await start_grpc_server(self._gateway, host=s.grpc_host, port=s.grpc_port,
                                                              tls=grpc_tls)
         rest_app = create_rest_app(self._gateway, openapi_path=OPENAPI_PATH)
-        self._rest = web.AppRunner(rest_app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        self._rest = rest_runner(rest_app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._rest.setup()
         site = web.TCPSite(self._rest, s.rest_host, s.rest_port, ssl_context=_rest_ssl(s))
         await site.start()

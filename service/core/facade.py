@@ -24,7 +24,7 @@ Res = TypeVar("Res")
 
 class GatewayFacade(Protocol):
     async def authenticate(self, authorization: str | None, *, action: str, protocol: str,
-                           peer: str = "", request_id: str = "") -> Caller: ...
+                           peer: str = "", request_id: str = "", namespace: str = "") -> Caller: ...
 
     async def call(self, ctx: RequestContext, method: Method[Req, Res], req: Req) -> Res:
         """Authorize, run and audit one unary contract method; every failure is an ApiError."""
@@ -33,6 +33,7 @@ class GatewayFacade(Protocol):
         """A streaming contract method: authorized and audited on the first ``__anext__``
         (which raises ApiError when refused), then every item until the caller stops."""
 
-    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError) -> None: ...
+    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError, *,
+                               namespace: str = "") -> None: ...
 
     async def check_ready(self) -> dict[str, bool]: ...

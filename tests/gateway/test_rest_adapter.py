@@ -186,7 +186,7 @@ class FakeGateway:
 
     # ------------------------------------------------------------ auth and audit
     async def authenticate(self, authorization: str | None, *, action: str, protocol: str,
-                           peer: str = "", request_id: str = "") -> Caller:
+                           peer: str = "", request_id: str = "", namespace: str = "") -> Caller:
         assert protocol == "rest"
         self.authenticated.append((action, request_id))
         if authorization != f"Bearer {TOKEN}":
@@ -489,7 +489,8 @@ class FakeGateway:
         return AuditVerification(ok=True, checked=len(self.events))
 
     # ------------------------------------------------------------ the rest
-    async def record_rejection(self, ctx: RequestContext, action: str, error: errors.ApiError) -> None:
+    async def record_rejection(self, ctx: RequestContext, action: str, error: errors.ApiError, *,
+                               namespace: str = "") -> None:
         if not error.audited:
             self.rejections.append((action, error.reason))
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from service.api.rest.body import MAX_BODY_BYTES
 from service.api.rest.context import GATEWAY
 from service.api.rest.handlers.health import OPENAPI_DOCUMENT
+from service.api.rest.listener import LISTENER, ListenerSettings
 from service.api.rest.middleware import authentication, errors_and_request_id
-from service.api.rest.parsing import MAX_BODY_BYTES
 from service.api.rest.routes import add_routes
 from service.api.rest.streams import SSE_STREAMS, STREAM_SETTINGS, StreamSettings, close_streams
 from service.core.facade import GatewayFacade
@@ -20,12 +21,23 @@ MAX_REQUEST_LINE_BYTES = 128 * 1024
 
 
 def create_rest_app(gateway: GatewayFacade, *, openapi_path: Path,
-                    stream_settings: StreamSettings | None = None) -> web.Application:
+                    stream_settings: StreamSettings | None = None,
+                    listener: ListenerSettings | None = None) -> web.Application:
     """The REST application. Open event streams are tracked in ``app[SSE_STREAMS]``;
-    ``close_streams(app)`` ends them (also run on the application's shutdown)."""
+    ``close_streams(app)`` ends them (also run on the application's shutdown). Serve it
+    with ``rest_runner`` for the listener's header timeout; the idle timeout and the body
+    limits hold with any runner."""
+    listener = listener or ListenerSettings()
+    # Each operation checks its own, smaller body limit (service.api.rest.body); this is
+    # only aiohttp's backstop for request.read(), which the handlers do not use.
     app = web.Application(middlewares=[errors_and_request_id, authentication], client_max_size=MAX_BODY_BYTES,
-                          handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES})
+                          handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES,
+                                        "keepalive_timeout": listener.idle_timeout,
+                                        # A compressed body is refused (415), never inflated:
+                                        # no bomb to defuse, no decoder error to turn into a 400.
+                                        "auto_decompress": False})
     app[GATEWAY] = gateway
+    app[LISTENER] = listener
     app[OPENAPI_DOCUMENT] = openapi_path.read_bytes()
     app[STREAM_SETTINGS] = stream_settings or StreamSettings()
     app[SSE_STREAMS] = set()

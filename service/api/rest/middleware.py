@@ -9,10 +9,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from service.api.rest.body import body_limit, check_declared_length, read_body
 from service.api.rest.context import CONTEXT, GATEWAY, REQUEST_ID
+from service.api.rest.listener import LISTENER
+from service.api.rest.parsing import bad_request
 from service.api.rest.problems import from_http_exception, internal_error, problem_response
+from service.api.rest.text import printable, text_problem
 from service.core.domain import RequestContext
-from service.core.errors import ApiError
+from service.core.errors import ApiError, FieldViolation
 from service.log import request_id_var
 
 log = logging.getLogger("dvp.rest")
@@ -58,19 +62,62 @@ async def errors_and_request_id(request: web.Request, handler: Handler) -> web.S
 
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every /v1 call authenticates first; the action audited is the route's operationId."""
+    """Every /v1 call authenticates first; the action audited is the route's operationId.
+    Every refusal after that (path text nothing can store, a body over the operation's
+    limit, what the handler cannot convert) is a call too, audited with the path's namespace."""
     route = request.match_info.route
     action = route.name
     if not request.path.startswith("/v1/") or action is None or request.match_info.http_exception is not None:
         return await handler(request)
-    caller = await request.app[GATEWAY].authenticate(
-        request.headers.get("Authorization"), action=action, protocol="rest",
-        peer=request.remote or "", request_id=request[REQUEST_ID])
+    facade = request.app[GATEWAY]
+    scope = _audit_scope(request)
+    caller = await facade.authenticate(
+        _authorization(request), action=action, protocol="rest", peer=request.remote or "",
+        request_id=request[REQUEST_ID], **scope)
     ctx = RequestContext(caller=caller, request_id=request[REQUEST_ID], protocol="rest", peer=request.remote or "")
     request[CONTEXT] = ctx
     try:
+        _check_path(request)
+        await _refuse_oversized_body(request, body_limit(action))
         return await handler(request)
     except ApiError as exc:
-        # The adapter's own rejections (unparseable body, unknown field) are calls too.
-        await request.app[GATEWAY].record_rejection(ctx, action, exc)
+        await facade.record_rejection(ctx, action, exc, **scope)
         raise
+
+
+# The namespace recorded for a refused call is the path's, escaped and cut to a
+# namespace's length: an unauthenticated caller must not write long rows to the log.
+_AUDIT_NAMESPACE_MAX = 63
+
+
+def _audit_scope(request: web.Request) -> dict[str, str]:
+    """``{"namespace": ...}`` for the facade's audit of a refusal."""
+    namespace = printable(request.match_info.get("namespace", ""))
+    if len(namespace) > _AUDIT_NAMESPACE_MAX:
+        namespace = namespace[:_AUDIT_NAMESPACE_MAX] + "\N{HORIZONTAL ELLIPSIS}"
+    return {"namespace": namespace}
+
+
+def _authorization(request: web.Request) -> str | None:
+    """The Authorization header as the core can hash it: non-UTF-8 bytes arrive as lone
+    surrogates, and such a token is merely wrong (401), not a failure of the check."""
+    value = request.headers.get("Authorization")
+    if value is None or text_problem(value) is None:
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _check_path(request: web.Request) -> None:
+    """A path segment is text the core can store (``%00`` decodes to a NUL)."""
+    violations = [FieldViolation(name, problem) for name, value in request.match_info.items()
+                  if (problem := text_problem(value)) is not None]
+    if violations:
+        raise bad_request(violations)
+
+
+async def _refuse_oversized_body(request: web.Request, limit: int) -> None:
+    """413 for a body over the operation's limit, before the handler reads anything; an
+    operation that takes no body is sent none (a chunked one is read to know)."""
+    check_declared_length(request, limit)
+    if limit == 0 and request.body_exists:
+        await read_body(request, 0, request.app[LISTENER].body_timeout)

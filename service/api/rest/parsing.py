@@ -1,12 +1,13 @@
-"""Turning hostile HTTP input into typed values: query parameters, headers, JSON bodies.
+"""Turning hostile HTTP input into typed values: query parameters, headers, the fields of
+a JSON body (``service.api.rest.body`` reads and decodes it).
 
 Only what cannot be converted is rejected here (unknown fields, wrong JSON types, a
-non-integer page size); every semantic rule lives in the core.
+non-integer page size, text with a lone surrogate or a NUL); every semantic rule lives in
+the core.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -14,13 +15,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from multidict import MultiMapping
 
-from service.api.rest.problems import payload_too_large, transport_error
+from service.api.rest.problems import transport_error
+from service.api.rest.text import printable, text_problem
 from service.core.errors import ApiError, FieldViolation
 
 E = TypeVar("E", bound=StrEnum)
 
-MAX_BODY_BYTES = 1024 * 1024
 _INT32_MAX = 2**31 - 1
+_INT32_DIGITS = len(str(_INT32_MAX))
 
 
 def bad_request(violations: list[FieldViolation]) -> ApiError:
@@ -33,10 +35,12 @@ class Query:
 
     def __init__(self, query: MultiMapping[str], allowed: Iterable[str]) -> None:
         allowed_names = set(allowed)
-        violations = [FieldViolation(name, "is not a parameter of this call")
+        violations = [FieldViolation(printable(name), "is not a parameter of this call")
                       for name in dict.fromkeys(query) if name not in allowed_names]
         violations += [FieldViolation(name, "must be given at most once")
                        for name in dict.fromkeys(query) if name in allowed_names and len(query.getall(name)) > 1]
+        violations += [FieldViolation(name, problem) for name in dict.fromkeys(query)
+                       if name in allowed_names and (problem := text_problem(query[name])) is not None]
         if violations:
             raise bad_request(violations)
         self._query = query
@@ -48,7 +52,8 @@ class Query:
         raw = self._query.get(name, "")
         if raw == "":
             return 0
-        if not raw.isascii() or not raw.isdigit() or int(raw) > _INT32_MAX:
+        # The length first: int() of thousands of digits is slow, or a ValueError.
+        if not raw.isascii() or not raw.isdigit() or len(raw) > _INT32_DIGITS or int(raw) > _INT32_MAX:
             raise bad_request([FieldViolation(name, f"must be an integer between 0 and {_INT32_MAX}")])
         return int(raw)
 
@@ -73,42 +78,13 @@ def header_version(request: web.Request, name: str = "Last-Event-ID") -> int:
     return int(raw)
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise bad_request([FieldViolation(key, "appears more than once")])
-        result[key] = value
-    return result
-
-
-def _reject_constant(token: str) -> Any:
-    raise bad_request([FieldViolation("body", f"{token} is not valid JSON")])
-
-
-async def json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The body as a JSON object; 415 for another media type, 413 above the size limit.
-    With ``required=False`` an absent (empty) body reads as ``{}``."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise payload_too_large()
-    if request.can_read_body and request.content_type != "application/json":
-        raise transport_error(415, "UNSUPPORTED_MEDIA_TYPE", "the request body must be application/json")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise payload_too_large() from None
-    if not raw:
-        if not required:
-            return {}
-        raise bad_request([FieldViolation("body", "a JSON object is required")])
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
-                           parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise bad_request([FieldViolation("body", f"is not valid UTF-8 JSON: {type(exc).__name__}")]) from None
-    if not isinstance(value, dict):
-        raise bad_request([FieldViolation("body", "must be a JSON object")])
-    return value
+def _map_entry_problem(key: str, item: Any) -> str | None:
+    if not isinstance(item, str):
+        return "must be a string"
+    key_problem = text_problem(key)
+    if key_problem is not None:
+        return f"key {key_problem}"
+    return text_problem(item)
 
 
 class Body:
@@ -124,7 +100,7 @@ class Body:
         self._path = path
         known_names = set(known)
         self.violations = violations if violations is not None else []
-        self.violations += [FieldViolation(self._field(name), "is not a field of this request")
+        self.violations += [FieldViolation(self._field(printable(name)), "is not a field of this request")
                             for name in value if name not in known_names]
 
     def _field(self, name: str) -> str:
@@ -142,7 +118,7 @@ class Body:
         if not isinstance(value, str):
             self._violation(name, "must be a string")
             return ""
-        return value
+        return value if self._usable(name, value) else ""
 
     def optional_string(self, name: str) -> str | None:
         """None when absent; a present string is kept as sent (even empty)."""
@@ -152,7 +128,14 @@ class Body:
         if not isinstance(value, str):
             self._violation(name, "must be a string")
             return None
-        return value
+        return value if self._usable(name, value) else None
+
+    def _usable(self, name: str, value: str) -> bool:
+        """False (and a violation) for text nothing downstream can encode or store."""
+        problem = text_problem(value)
+        if problem is not None:
+            self._violation(name, problem)
+        return problem is None
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self._value.get(name, default)
@@ -187,10 +170,11 @@ class Body:
         if not isinstance(value, dict):
             self._violation(name, "must be an object of strings")
             return {}
-        bad = [FieldViolation(self._field(f"{name}[{key!r}]"), "must be a string") for key, item in value.items()
-               if not isinstance(item, str)]
+        # A key is shown as repr() shows it: a lone surrogate or NUL in it comes out escaped.
+        bad = [FieldViolation(self._field(f"{name}[{key!r}]"), problem) for key, item in value.items()
+               if (problem := _map_entry_problem(key, item)) is not None]
         self.violations += bad
-        return {key: item for key, item in value.items() if isinstance(item, str)}
+        return {key: item for key, item in value.items() if _map_entry_problem(key, item) is None}
 
     def nested(self, name: str, known: Iterable[str]) -> Body:
         """The nested object ``name``, read by a Body of its own (an empty one when

@@ -4,52 +4,18 @@ HTTP has (413, 415, 405, unknown route)."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
+from service.api.rest.names import rest_field_name, rest_text
+from service.api.rest.text import printable
 from service.core.errors import ApiError, Code, FieldViolation
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://snapshots.dvp.deckhouse.io/problems/"
-
-# The core names fields as in its request objects (snake_case); REST callers know the
-# JSON names, and the idempotency key travels in a header.
-_FIELD_RENAMES = {"request_id": "Idempotency-Key", "after_version": "Last-Event-ID",
-                  "keep_ip_address": "keepIPAddress"}
-# A clone's options as the core's request object nests them, and where the body has them
-# (the core reports the proto names, "customization.name_prefix"; both are understood).
-_PREFIX_RENAMES = (("options.name_prefix", "customization.name_prefix"),
-                   ("options.name_suffix", "customization.name_suffix"),
-                   ("options.", ""))
-# A path of identifiers with array indices: "name_replacements[0].from.name"; a map key
-# ("labels['a_b']") ends it and is left as is.
-_PATH_RE = re.compile(r"^[a-z0-9_]+(?:\[\d+\])*(?:\.[a-z0-9_]+(?:\[\d+\])*)*")
-_IDENTIFIER_RE = re.compile(r"[a-z0-9_]+")
-
-
-def rest_field_name(field: str) -> str:
-    """``virtual_disk_name`` -> ``virtualDiskName``, ``name_replacements[0].from.name`` ->
-    ``nameReplacements[0].from.name``; a ``labels['a_b']`` key is left as is."""
-    if field in _FIELD_RENAMES:
-        return _FIELD_RENAMES[field]
-    for core, rest in _PREFIX_RENAMES:
-        if field.startswith(core):
-            field = rest + field[len(core):]
-            break
-    match = _PATH_RE.match(field)
-    if match is None:
-        return field
-    head = _IDENTIFIER_RE.sub(lambda m: _camel(m.group(0)), match.group(0))
-    return head + field[match.end():]
-
-
-def _camel(snake: str) -> str:
-    first, *rest = snake.split("_")
-    return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
 @dataclass
@@ -70,27 +36,48 @@ def status_of(error: ApiError) -> int:
 
 def problem_document(error: ApiError, *, request_id: str, instance: str) -> dict[str, Any]:
     status = status_of(error)
+    # The adapter's own errors already name JSON fields; the core's name request fields.
+    own = isinstance(error, TransportError)
+    fields = [v.field for v in error.field_violations]
+
+    def field_name(field: str) -> str:
+        return field if own else rest_field_name(field)
+
+    def text(message: str) -> str:
+        return message if own else rest_text(message, fields)
+
     doc: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + error.reason.lower().replace("_", "-"),
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": error.message,
+        "detail": text(error.message),
         "instance": instance,
         "code": error.code.value,
         "reason": error.reason,
         "requestId": request_id,
     }
     if error.field_violations:
-        # The adapter's own violations already name JSON fields; the core's name request fields.
-        rename = (lambda field: field) if isinstance(error, TransportError) else rest_field_name
-        doc["fieldViolations"] = [{"field": rename(v.field), "description": v.description}
+        doc["fieldViolations"] = [{"field": field_name(v.field), "description": text(v.description)}
                                   for v in error.field_violations]
     if error.precondition_violations:
         doc["preconditionViolations"] = [{"type": v.type, "subject": v.subject, "description": v.description}
                                          for v in error.precondition_violations]
     if error.metadata:
         doc["metadata"] = dict(error.metadata)
-    return doc
+    printed: dict[str, Any] = _printable(doc)
+    return printed
+
+
+def _printable(value: Any) -> Any:
+    """Every string of a document encodable: a client's text echoed back (an unknown field's
+    name, a rejected header) must not turn a 400 into a failure to write the 400."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
 
 
 def problem_response(error: ApiError, *, request_id: str, instance: str) -> web.Response:
@@ -102,8 +89,11 @@ def problem_response(error: ApiError, *, request_id: str, instance: str) -> web.
         headers["WWW-Authenticate"] = 'Bearer realm="dvp-snapshot-gateway"'
     if error.code is Code.OUT_OF_RANGE and error.metadata.get("size", "").isdigit():
         headers["Content-Range"] = f"bytes */{error.metadata['size']}"
-    return web.Response(status=doc["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE,
-                        text=json.dumps(doc, ensure_ascii=False))
+    response = web.Response(status=doc["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE,
+                            text=json.dumps(doc, ensure_ascii=False))
+    if doc["status"] in _CLOSES_CONNECTION:
+        response.force_close()
+    return response
 
 
 def internal_error() -> ApiError:
@@ -120,10 +110,24 @@ def from_http_exception(exc: web.HTTPException) -> ApiError:
         return transport_error(405, "METHOD_NOT_ALLOWED", "this path does not support that method",
                                Code.UNIMPLEMENTED)
     if status == 413:
-        return payload_too_large()
+        return transport_error(413, "PAYLOAD_TOO_LARGE", "the request body is too large")
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
     return transport_error(status, phrase.upper().replace(" ", "_").replace("-", "_"), phrase)
 
 
-def payload_too_large() -> ApiError:
-    return transport_error(413, "PAYLOAD_TOO_LARGE", "the request body exceeds the 1 MiB limit")
+def payload_too_large(limit: int) -> ApiError:
+    what = "takes no request body" if limit == 0 else f"accepts request bodies of at most {_size(limit)}"
+    return transport_error(413, "PAYLOAD_TOO_LARGE", f"this operation {what}")
+
+
+def request_timeout(seconds: float) -> ApiError:
+    return transport_error(408, "REQUEST_TIMEOUT", f"the request body did not arrive within {seconds:g}s",
+                           Code.DEADLINE_EXCEEDED)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+
+
+# The rest of such a request may still be on its way: the connection is not reused.
+_CLOSES_CONNECTION = frozenset({408, 413})

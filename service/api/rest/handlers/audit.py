@@ -9,9 +9,10 @@ import json
 from aiohttp import web
 
 from service.api.rest import wire
+from service.api.rest.body import json_object
 from service.api.rest.context import context, gateway
 from service.api.rest.handlers.common import json_response
-from service.api.rest.parsing import Query
+from service.api.rest.parsing import Body, Query
 from service.api.rest.streams import serve_lines
 from service.core import contract
 from service.core.domain import AuditEvent, AuditOutcome
@@ -95,6 +96,8 @@ async def export_audit_events(request: web.Request) -> web.StreamResponse:
 
 
 async def verify_audit_log(request: web.Request) -> web.StreamResponse:
+    """The body is optional; when sent it is an empty object (the call has no parameters)."""
     Query(request.query, ())
+    Body(await json_object(request, required=False), ()).check()
     result = await gateway(request).call(context(request), contract.VERIFY_AUDIT_LOG, VerifyAuditLogRequest())
     return json_response(wire.audit_verification(result))

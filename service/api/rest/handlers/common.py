@@ -8,7 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from service.api.rest import wire
+from service.api.rest.parsing import bad_request
+from service.api.rest.text import text_problem
 from service.core.domain import Operation
+from service.core.errors import FieldViolation
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -24,5 +27,10 @@ def operation_accepted(op: Operation) -> web.Response:
 
 
 def idempotency_key(request: web.Request) -> str:
-    """The request id of a mutating call (checked by the core)."""
-    return request.headers.get(IDEMPOTENCY_KEY, "")
+    """The request id of a mutating call (checked by the core, once it is text at all:
+    a header's non-UTF-8 bytes arrive as lone surrogates)."""
+    key = request.headers.get(IDEMPOTENCY_KEY, "")
+    problem = text_problem(key)
+    if problem is not None:
+        raise bad_request([FieldViolation(IDEMPOTENCY_KEY, problem)])
+    return key

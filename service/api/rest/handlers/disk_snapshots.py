@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.rest import wire
+from service.api.rest.body import json_object
 from service.api.rest.context import context, gateway
 from service.api.rest.handlers import objects
 from service.api.rest.handlers.common import idempotency_key, operation_accepted
-from service.api.rest.parsing import Body, Query, json_object
+from service.api.rest.parsing import Body, Query
 from service.core import contract
 from service.core.requests import (
     CreateDiskSnapshotRequest,

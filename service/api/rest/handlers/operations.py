@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.rest import wire
+from service.api.rest.body import json_object
 from service.api.rest.context import context, gateway
 from service.api.rest.handlers.common import idempotency_key, json_response
-from service.api.rest.parsing import Body, Query, header_version, json_object
+from service.api.rest.parsing import Body, Query, header_version
 from service.api.rest.streams import SseEvent, serve_sse
 from service.core import contract
 from service.core.domain import Operation, OperationState, OperationType

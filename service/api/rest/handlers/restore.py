@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.api.rest.body import json_object
 from service.api.rest.context import context, gateway
 from service.api.rest.handlers.common import idempotency_key, operation_accepted
-from service.api.rest.parsing import Body, Query, json_object
+from service.api.rest.parsing import Body, Query
 from service.core import contract
 from service.core.domain import ApplyMode
 from service.core.requests import RestoreDiskRequest, RestoreVmRequest

@@ -70,12 +70,22 @@ def _row_hash(row: RowMapping) -> str:
     return compute_hash(row["id"], row["time"], fields, row["prev_hash"])
 
 
+# PostgreSQL refuses a btree entry above ~2.7 kB, so the indexed text columns are clipped
+# (at 4 UTF-8 bytes a character, 512 stay under it): a refused request's namespace or name
+# is audited as sent, however long, and the event must still be written (and listed).
+MAX_INDEXED_CHARS = 512
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= MAX_INDEXED_CHARS else value[:MAX_INDEXED_CHARS - 1] + "\u2026"
+
+
 async def append_event(conn: AsyncConnection, draft: AuditEventDraft) -> AuditEvent:
     """Append one event inside the caller's write transaction (the operations store writes
     a mutating call's event with its write-ahead row: both commit, or neither)."""
     fields: dict[str, Any] = clean_json({
-        "actor": draft.actor, "action": draft.action, "outcome": AuditOutcome(draft.outcome).value,
-        "namespace": draft.namespace, "resource": draft.resource, "protocol": draft.protocol,
+        "actor": _clip(draft.actor), "action": _clip(draft.action), "outcome": AuditOutcome(draft.outcome).value,
+        "namespace": _clip(draft.namespace), "resource": _clip(draft.resource), "protocol": draft.protocol,
         "request_id": draft.request_id, "operation_id": draft.operation_id, "code": draft.code,
         "reason": draft.reason, "details": normalize_details(draft.details),
     })

@@ -5,9 +5,14 @@ Every RPC is one contract method (``service.core.contract``). ``CallRunner.unary
 core request from it and a function converting the answer, so that
 - the request id (``x-request-id``, generated when absent or malformed) is sent back in
   the initial metadata before anything else, and set for log lines;
+- bytes that did not decode as the method's request (``decode.Undecodable``) are
+  refused INVALID_ARGUMENT before authentication, logged in one line and recorded as a
+  rejection by the anonymous caller (``CallRunner.refuse_undecodable``; health and
+  reflection, never audited: ``refuse_unaudited``);
 - the caller is authenticated through the facade (audited there) under ``method.name``;
 - the core request is built inside the error-mapped path: a proto message the core
-  cannot take (an unknown enum number) is INVALID_ARGUMENT, recorded as a rejection;
+  cannot take (an unknown enum number in any field) is INVALID_ARGUMENT, recorded as a
+  rejection;
 - the facade's ``call`` / ``stream`` runs the method (a method the core does not
   implement yet gets the request ``None`` and answers UNIMPLEMENTED, audited there);
 - an ``ApiError`` becomes a gRPC status with google.rpc details;
@@ -23,18 +28,22 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
+from google.protobuf.message import Message
 from grpc_status import rpc_status
 
+from service.api.grpc.convert import reject_unknown_enums
+from service.api.grpc.decode import Undecodable
 from service.api.grpc.status import to_rpc_status
+from service.core.audit import ANONYMOUS
 from service.core.contract import Method
-from service.core.domain import RequestContext
-from service.core.errors import ApiError, Code
+from service.core.domain import Caller, RequestContext
+from service.core.errors import ApiError, Code, FieldViolation, invalid_argument
 from service.core.facade import GatewayFacade
 from service.log import request_id_var
 
 log = logging.getLogger(__name__)
 
-P = TypeVar("P")    # the proto request message
+P = TypeVar("P", bound=Message)    # the proto request message
 Req = TypeVar("Req")  # the core request
 Res = TypeVar("Res")  # the core answer (a stream's item)
 M = TypeVar("M")    # the proto answer message
@@ -71,16 +80,51 @@ def internal_error(request_id: str) -> ApiError:
     return ApiError(Code.INTERNAL, "INTERNAL", f"internal error (request id {request_id})")
 
 
+def undecodable_error(bad: Undecodable) -> ApiError:
+    return invalid_argument(f"the request is not a valid {bad.type_name} message",
+                            [FieldViolation("request", "is not a valid protobuf encoding of the method's request")])
+
+
+def _log_undecodable(action: str, peer: str, bad: Undecodable) -> None:
+    # One line, no traceback: a malformed request is the caller's problem, not ours.
+    log.warning("refused an undecodable %s request to %s from %s: %s", bad.type_name, action, peer, bad.error)
+
+
+async def refuse_unaudited(context: ServicerContext, action: str, bad: Undecodable) -> NoReturn:
+    """The same refusal for the services outside the contract (health, reflection), whose
+    calls are never authenticated nor audited."""
+    _log_undecodable(action, str(context.peer() or ""), bad)
+    await abort(context, undecodable_error(bad), "")
+
+
+def _core_request(message: P, request: Callable[[P], Req]) -> Req:
+    reject_unknown_enums(message)
+    return request(message)
+
+
 class CallRunner:
     def __init__(self, gateway: GatewayFacade) -> None:
         self.gateway = gateway
 
-    async def _begin(self, context: ServicerContext, action: str) -> tuple[str, RequestContext | ApiError]:
+    @staticmethod
+    async def _open(context: ServicerContext) -> tuple[dict[str, str], str, str]:
+        """Metadata, request id (already sent back) and peer of the call."""
         metadata = metadata_dict(context)
         request_id = request_id_from(metadata)
         request_id_var.set(request_id)
         await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-        peer = str(context.peer() or "")
+        return metadata, request_id, str(context.peer() or "")
+
+    async def refuse_undecodable(self, context: ServicerContext, action: str, bad: Undecodable) -> NoReturn:
+        """INVALID_ARGUMENT for a request that did not decode, before any token is
+        checked; audited as a rejection by the anonymous caller."""
+        _, request_id, peer = await self._open(context)
+        _log_undecodable(action, peer, bad)
+        ctx = RequestContext(caller=Caller(ANONYMOUS), request_id=request_id, protocol="grpc", peer=peer)
+        await abort(context, await self._recorded(ctx, action, undecodable_error(bad)), request_id)
+
+    async def _begin(self, context: ServicerContext, action: str) -> tuple[str, RequestContext | ApiError]:
+        metadata, request_id, peer = await self._open(context)
         try:
             caller = await self.gateway.authenticate(metadata.get("authorization"), action=action, protocol="grpc",
                                                      peer=peer, request_id=request_id)
@@ -103,7 +147,7 @@ class CallRunner:
             await abort(context, ctx, request_id)
         failure: ApiError
         try:
-            return reply(await self.gateway.call(ctx, method, request(message)))
+            return reply(await self.gateway.call(ctx, method, _core_request(message, request)))
         except ApiError as err:
             failure = await self._recorded(ctx, method.name, err)
         except asyncio.CancelledError:
@@ -123,7 +167,7 @@ class CallRunner:
         failure: ApiError
         source: AsyncIterator[Res] | None = None
         try:
-            source = self.gateway.stream(ctx, method, request(message))
+            source = self.gateway.stream(ctx, method, _core_request(message, request))
             async for item in source:
                 yield reply(item)
             return

@@ -2,18 +2,21 @@
 
 Outbound (domain -> proto) functions take what the core returns; inbound (proto ->
 ``service.core.requests``) functions only move fields across. The one rule checked
-here is the wire's own: an enum number the contract does not define is rejected,
-because no core type can carry it.
+here is the wire's own: what no core type can carry (an enum number the contract does
+not define, in any field of any request: ``reject_unknown_enums``; a timestamp outside
+the calendar) is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -94,11 +97,16 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 
 
 def datetime_from(msg: Any, field: str) -> datetime | None:
-    """The timestamp ``msg.<field>`` as an aware UTC datetime, None when unset."""
+    """The timestamp ``msg.<field>`` as an aware UTC datetime, None when unset; one
+    outside years 1-9999 (or with nanos out of range) is INVALID_ARGUMENT."""
     if not msg.HasField(field):
         return None
     ts: Timestamp = getattr(msg, field)
-    return ts.ToDatetime(tzinfo=UTC)
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise invalid_argument(f"{field}: not a valid timestamp",
+                               [FieldViolation(field, f"not a valid timestamp: {exc}")]) from None
 
 
 def enum_from_proto(domain: type[E], name_of: Callable[[N], str], number: N, field: str) -> E | None:
@@ -112,6 +120,71 @@ def enum_from_proto(domain: type[E], name_of: Callable[[N], str], number: N, fie
     except (ValueError, KeyError):
         raise invalid_argument(f"{field}: unknown enum value {number}",
                                [FieldViolation(field, f"unknown enum value {number}")]) from None
+
+
+# Enough to name the problem; the status trailer carries at most 20 violations anyway.
+_MAX_ENUM_VIOLATIONS = 20
+
+
+def reject_unknown_enums(msg: Message) -> None:
+    """INVALID_ARGUMENT naming every enum field (however deep, repeated or a map value)
+    holding a number its enum does not define: proto3 enums are open, so the parser
+    keeps such numbers and only this check stands between them and the core."""
+    violations: list[FieldViolation] = []
+    for path, number in _unknown_enums(msg, ""):
+        violations.append(FieldViolation(path, f"unknown enum value {number}"))
+        if len(violations) >= _MAX_ENUM_VIOLATIONS:
+            break
+    if violations:
+        raise invalid_argument("; ".join(f"{v.field}: {v.description}" for v in violations), violations)
+
+
+def _unknown_enums(msg: Message, prefix: str) -> Iterator[tuple[str, int]]:
+    # The stubs type it as either implementation's Descriptor; both have the same interface.
+    if not _holds_enums(cast(Descriptor, msg.DESCRIPTOR)):
+        return
+    for field, value in msg.ListFields():
+        if field.enum_type is None and (field.message_type is None or not _holds_enums(field.message_type)):
+            continue  # nothing to check in it, however many elements it has
+        path = prefix + field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for key in value:
+                yield from _unknown_in(value_field, value[key], f"{path}[{key}]")
+        elif field.is_repeated:
+            for index, item in enumerate(value):
+                yield from _unknown_in(field, item, f"{path}[{index}]")
+        else:
+            yield from _unknown_in(field, value, path)
+
+
+def _unknown_in(field: FieldDescriptor, value: Any, path: str) -> Iterator[tuple[str, int]]:
+    if field.enum_type is not None:
+        if value not in field.enum_type.values_by_number:
+            yield path, int(value)
+    elif field.type == FieldDescriptor.TYPE_MESSAGE:
+        yield from _unknown_enums(value, path + ".")
+
+
+_ENUM_HOLDERS: dict[str, bool] = {}
+
+
+def _holds_enums(descriptor: Descriptor) -> bool:
+    """Whether any message type reachable from ``descriptor`` has an enum field (cached
+    per type), so a large repeated field of plain strings is never walked."""
+    known = _ENUM_HOLDERS.get(descriptor.full_name)
+    if known is not None:
+        return known
+    seen, pending, found = {descriptor.full_name}, [descriptor], False
+    while pending and not found:
+        for field in pending.pop().fields:
+            if field.type == FieldDescriptor.TYPE_ENUM:
+                found = True
+            elif field.message_type is not None and field.message_type.full_name not in seen:
+                seen.add(field.message_type.full_name)
+                pending.append(field.message_type)
+    _ENUM_HOLDERS[descriptor.full_name] = found
+    return found
 
 
 # ---------------------------------------------------------------- shared messages
@@ -460,7 +533,7 @@ def create_vm_from_snapshot_request(
 # ---------------------------------------------------------------- exports
 
 
-_MAX_TTL_SECONDS = 10**9   # beyond any sane ttl; the core names the real range
+_MAX_TTL_SECONDS = 1e9   # beyond any sane ttl; the core names the real range
 
 
 def export_request(
@@ -469,7 +542,8 @@ def export_request(
     ttl = None
     if msg.HasField("ttl"):
         seconds = msg.ttl.seconds + msg.ttl.nanos / 1e9
-        ttl = seconds if abs(seconds) < _MAX_TTL_SECONDS else float(_MAX_TTL_SECONDS)
+        # Clamped (sign kept) so an absurd value reaches the core's range check as a number.
+        ttl = max(-_MAX_TTL_SECONDS, min(_MAX_TTL_SECONDS, seconds))
     offset, length = 0, None
     if msg.HasField("range"):
         offset = msg.range.offset

@@ -1,4 +1,5 @@
-"""Builds the grpc.aio server: the six services, health checking and reflection."""
+"""Builds the grpc.aio server: the six services, health checking and reflection, every
+method registered with request decoding that cannot fail inside grpc (``handlers``)."""
 
 # grpcio ships no type stubs in this environment; its objects are typed as Any.
 # mypy: disable-error-code="import-untyped"
@@ -8,51 +9,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from service.api.grpc.audit import AuditServicer
-from service.api.grpc.calls import CallRunner
+from service.api.grpc.calls import CallRunner, refuse_unaudited
 from service.api.grpc.clone import CloneServicer
 from service.api.grpc.export import ExportServicer
+from service.api.grpc.handlers import add_servicer
+from service.api.grpc.limits import GrpcLimits
 from service.api.grpc.operations import OperationServicer
 from service.api.grpc.restore import RestoreServicer
 from service.api.grpc.snapshots import SnapshotServicer
 from service.api.grpc_gen.dvp.snapshots.v1 import (
     audit_service_pb2,
-    audit_service_pb2_grpc,
     clone_service_pb2,
-    clone_service_pb2_grpc,
     export_service_pb2,
-    export_service_pb2_grpc,
     operation_service_pb2,
-    operation_service_pb2_grpc,
     restore_service_pb2,
-    restore_service_pb2_grpc,
     snapshot_service_pb2,
-    snapshot_service_pb2_grpc,
 )
 from service.core.facade import GatewayFacade
 
-# Fully qualified names of the product's services, e.g. "dvp.snapshots.v1.SnapshotService".
-SERVICE_NAMES: tuple[str, ...] = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
-    for module, name in (
-        (snapshot_service_pb2, "SnapshotService"),
-        (restore_service_pb2, "RestoreService"),
-        (clone_service_pb2, "CloneService"),
-        (export_service_pb2, "ExportService"),
-        (operation_service_pb2, "OperationService"),
-        (audit_service_pb2, "AuditService"),
-    )
+# Each product service: its generated module, name and servicer class.
+_SERVICES = (
+    (snapshot_service_pb2, "SnapshotService", SnapshotServicer),
+    (restore_service_pb2, "RestoreService", RestoreServicer),
+    (clone_service_pb2, "CloneService", CloneServicer),
+    (export_service_pb2, "ExportService", ExportServicer),
+    (operation_service_pb2, "OperationService", OperationServicer),
+    (audit_service_pb2, "AuditService", AuditServicer),
 )
+# Fully qualified names of the product's services, e.g. "dvp.snapshots.v1.SnapshotService".
+SERVICE_NAMES: tuple[str, ...] = tuple(module.DESCRIPTOR.services_by_name[name].full_name
+                                       for module, name, _ in _SERVICES)
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 _SERVER_OPTIONS = [
     # A second server on the same port must fail to bind, not share it silently.
     ("grpc.so_reuseport", 0),
-    # Idle streams (watches) are kept alive through proxies; clients may ping.
-    ("grpc.keepalive_time_ms", 60_000),
+    # Clients may ping idle streams (watches), but not more often than this.
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
@@ -74,6 +70,7 @@ def _address(host: str, port: int) -> str:
 
 async def start_grpc_server(gateway: GatewayFacade, *, host: str, port: int, tls: GrpcTls | None = None,
                             health_servicer: health.aio.HealthServicer | None = None,
+                            limits: GrpcLimits | None = None,
                             ) -> tuple[grpc.aio.Server, int]:
     """Start a grpc.aio server on ``host:port`` (port 0: any free port) and return it with
     the bound port. Stop it with ``await server.stop(grace)``.
@@ -82,24 +79,24 @@ async def start_grpc_server(gateway: GatewayFacade, *, host: str, port: int, tls
     caller own the serving status; when omitted, one is created with every service, and
     the server as a whole (""), SERVING. Either way it is also reachable as
     ``server.health_servicer`` (e.g. to report NOT_SERVING while draining).
+
+    ``limits`` (default ``GrpcLimits()``) bounds connections and request sizes.
     """
     calls = CallRunner(gateway)
-    server = grpc.aio.server(options=_SERVER_OPTIONS)
-    snapshot_service_pb2_grpc.add_SnapshotServiceServicer_to_server(SnapshotServicer(calls), server)
-    restore_service_pb2_grpc.add_RestoreServiceServicer_to_server(RestoreServicer(calls), server)
-    clone_service_pb2_grpc.add_CloneServiceServicer_to_server(CloneServicer(calls), server)
-    export_service_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(calls), server)
-    operation_service_pb2_grpc.add_OperationServiceServicer_to_server(OperationServicer(calls), server)
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(calls), server)
+    server = grpc.aio.server(options=[*_SERVER_OPTIONS, *(limits or GrpcLimits()).options()])
+    for module, name, servicer_class in _SERVICES:
+        add_servicer(server, module.DESCRIPTOR.services_by_name[name], servicer_class(calls), calls.refuse_undecodable)
 
     if health_servicer is None:
         health_servicer = health.aio.HealthServicer()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    add_servicer(server, health_pb2.DESCRIPTOR.services_by_name["Health"], health_servicer, refuse_unaudited)
     server.health_servicer = health_servicer
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+    # What reflection.enable_server_reflection registers, with the same safe decoding.
+    add_servicer(server, reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+                 reflection.aio.ReflectionServicer((*SERVICE_NAMES, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)),
+                 refuse_unaudited)
 
     address = _address(host, port)
     cause: RuntimeError | None = None

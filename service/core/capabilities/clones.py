@@ -86,8 +86,13 @@ class Source:
     name: str
 
 
+MAX_NAME_REPLACEMENTS = 256
+
+
 def check_options(opts: CloneOptions) -> list[FieldViolation]:
     """Every rule on the naming options that needs no cluster read."""
+    if len(opts.name_replacements) > MAX_NAME_REPLACEMENTS:  # each costs checks; a clone names few objects
+        return [FieldViolation("name_replacements", f"must have at most {MAX_NAME_REPLACEMENTS} entries")]
     found: list[FieldViolation] = []
     if opts.mode is None:
         found.append(FieldViolation("mode", "is required: DryRun, Strict or BestEffort"))

@@ -2,8 +2,10 @@
 
 ``GatewayApp`` knows nothing about the embedded cluster: it is given a kubeconfig (or
 in-cluster mode) and talks to whatever is behind it over HTTP. Start order follows the
-dependencies (database, cluster, core, listeners); stop is the reverse, with the
-listeners drained first so open streams end cleanly.
+dependencies (cluster configuration, database, core, listeners); stop is the reverse,
+with the listeners drained first so open streams end cleanly. Whatever stops the start
+(a file, the database, a port) is a ``StartupError`` of one line, raised after what had
+started is stopped again.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import contextlib
 import logging
 import os
 import socket
-import ssl
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -27,14 +29,16 @@ from service.api.rest import close_streams, create_rest_app, rest_runner
 from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.lease import LeaderElector
 from service.cluster.watch_hub import WatchHub
-from service.core.auth import Authenticator, Authorizer, PolicyAuthorizer, StaticTokenAuthenticator
+from service.core.auth import Authenticator, Authorizer
+from service.core.errors import ApiError
 from service.core.export_settings import ExportSettings
 from service.core.gateway import CoreSettings, Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
 from service.export.upstream import UpstreamBlocks
-from service.settings import Settings, load_tls
+from service.log import redact
+from service.settings import Settings, StartupError, load_policy_file, load_tls, load_token_file, server_ssl_context
 from service.store.db import Database, migrate
-from service.store.engine import safe_url
+from service.store.engine import normalize_url, safe_url
 
 log = logging.getLogger("dvp.gateway")
 
@@ -42,6 +46,10 @@ log = logging.getLogger("dvp.gateway")
 # (the Dockerfile sets it), a checkout next to the sources.
 OPENAPI_PATH = Path(os.environ.get("DVP_GATEWAY_OPENAPI_PATH")
                     or Path(__file__).resolve().parent.parent / "openapi.yaml")
+
+# Migrating and connecting must answer within this, or the start fails (a database
+# behind a black-holing firewall would otherwise hold it up for the driver's retries).
+DATABASE_START_TIMEOUT = 20.0
 
 
 @dataclass
@@ -70,17 +78,14 @@ class GatewayApp:
             export=ExportSettings(max_concurrent=settings.export_max_concurrent,
                                   max_per_caller=settings.export_max_per_caller,
                                   piece=settings.export_chunk_bytes))
+        # Files are checked here, before anything starts: a broken one stops nothing.
+        server_ssl_context(settings)
         if settings.auth == "kubernetes":
             # Built in start(), once there is a cluster client to ask.
             return cls(settings, None, None, core)
         if settings.auth != "static":
-            raise SystemExit(f"unknown --auth {settings.auth!r}: use static or kubernetes")
-        if settings.token_file is None:
-            raise SystemExit("a token file is required (--token-file); the embedded mode creates one")
-        authn = StaticTokenAuthenticator.from_file(settings.token_file)
-        authz: Authorizer = (PolicyAuthorizer.from_file(settings.policy_file) if settings.policy_file
-                             else PolicyAuthorizer.allow_all_for_groups("admins"))
-        return cls(settings, authn, authz, core)
+            raise StartupError(f"--auth: unknown value {settings.auth!r} (choose from static, kubernetes)")
+        return cls(settings, load_token_file(settings), load_policy_file(settings), core)
 
     @property
     def hub(self) -> WatchHub:
@@ -93,13 +98,27 @@ class GatewayApp:
         return self._gateway
 
     async def start(self) -> None:
+        """Start everything, or raise StartupError having stopped what had started."""
+        try:
+            await self._start()
+        except BaseException:
+            try:
+                await self.stop()
+            except Exception:   # the start's failure is the one to report
+                log.debug("stopping after a failed start failed", exc_info=True)
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         url = s.effective_database_url
-        await migrate(url)
-        self._db = await Database.connect(url)
-        cluster = await connect_cluster(kubeconfig=s.kubeconfig, context=s.kube_context or None,
-                                        in_cluster=s.in_cluster)
+        # The kubeconfig first: reading it needs no network, so a broken one fails at once.
+        try:
+            cluster = await connect_cluster(kubeconfig=s.kubeconfig, context=s.kube_context or None,
+                                            in_cluster=s.in_cluster)
+        except ApiError as exc:
+            raise StartupError(f"{'--in-cluster' if s.in_cluster else '--kubeconfig'}: {exc.message}") from None
         self._cluster = cluster
+        self._db = await open_database(url)
         if self.authenticator is None or self.authorizer is None:
             self.authenticator = TokenReviewAuthenticator(cluster)
             self.authorizer = SubjectAccessReviewAuthorizer(cluster)
@@ -119,13 +138,25 @@ class GatewayApp:
 
         tls = load_tls(s)
         grpc_tls = GrpcTls(tls.cert_chain, tls.private_key, tls.client_ca) if tls else None
-        self._grpc, self.grpc_port = await start_grpc_server(self._gateway, host=s.grpc_host, port=s.grpc_port,
-                                                             tls=grpc_tls)
+        # Probed with a plain socket first: grpc says only "failed to bind" (and writes its
+        # own error line to stderr), the socket says why.
+        check_listen(s.grpc_host, s.grpc_port, "gRPC")
+        try:
+            self._grpc, self.grpc_port = await start_grpc_server(self._gateway, host=s.grpc_host,
+                                                                 port=s.grpc_port, tls=grpc_tls)
+        except (OSError, RuntimeError):
+            check_listen(s.grpc_host, s.grpc_port, "gRPC")   # lost a race for the port: say why
+            raise StartupError(f"cannot listen on {_address(s.grpc_host, s.grpc_port)} (gRPC): "
+                               "grpc could not bind it") from None
         rest_app = create_rest_app(self._gateway, openapi_path=OPENAPI_PATH)
         self._rest = rest_runner(rest_app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._rest.setup()
-        site = web.TCPSite(self._rest, s.rest_host, s.rest_port, ssl_context=_rest_ssl(s))
-        await site.start()
+        site = web.TCPSite(self._rest, s.rest_host, s.rest_port, ssl_context=server_ssl_context(s))
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {_address(s.rest_host, s.rest_port)} (REST): "
+                               f"{_os_reason(exc)}") from None
         self.rest_port = _bound_port(self._rest)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway started", extra={"fields": {"grpc_port": self.grpc_port, "rest_port": self.rest_port,
@@ -171,16 +202,81 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("REST listener has no TCP address")
 
 
-def _rest_ssl(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.tls_enabled:
-        return None
-    assert settings.tls_cert is not None and settings.tls_key is not None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
-    if settings.tls_client_ca is not None:
-        ctx.load_verify_locations(settings.tls_client_ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """What went wrong, in the system's words ("address already in use"), else the text."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if isinstance(exc, socket.gaierror):
+        return str(exc.strerror or exc).lower()
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code).lower()
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def check_listen(host: str, port: int, door: str) -> None:
+    """Bind (and close) a socket on ``host:port`` as the listener will: StartupError
+    with the reason when none of the host's addresses can be bound."""
+    where = f"cannot listen on {_address(host, port)} ({door})"
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"{where}: {_os_reason(exc)}") from None
+    failure: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # As the listeners do: a port in TIME_WAIT is free, one being listened on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                failure = failure or exc
+                continue
+        return
+    raise StartupError(f"{where}: {_os_reason(failure) if failure else 'no address to bind'}")
+
+
+async def open_database(url: str) -> Database:
+    """Migrate and connect, in bounded time; StartupError naming the database (its
+    password hidden) and the reason."""
+    deadline = asyncio.timeout(DATABASE_START_TIMEOUT)
+    try:
+        async with deadline:
+            await migrate(url)
+            return await Database.connect(url)
+    except TimeoutError:
+        reason = (f"no answer within {DATABASE_START_TIMEOUT:g} s" if deadline.expired()
+                  else "the connection timed out")   # the driver's own connect timeout
+        raise StartupError(f"cannot open the database {_safe(url)}: {reason}") from None
+    except Exception as exc:
+        raise StartupError(f"cannot open the database {_safe(url)}: {database_reason(exc, url)}") from None
+
+
+def _safe(url: str) -> str:
+    try:
+        return safe_url(normalize_url(url))
+    except ValueError:
+        return "(malformed URL)"
+
+
+def database_reason(exc: BaseException, url: str) -> str:
+    """The driver's reason, one line, the password never in it (drivers do not echo it,
+    but a URL inside a message would carry it)."""
+    cause: Any = getattr(exc, "orig", None) or exc     # SQLAlchemy wraps the driver's error
+    if isinstance(cause, socket.gaierror) or (isinstance(cause, OSError) and (cause.errno or 0) > 0):
+        text = _os_reason(cause)   # "connection refused", not asyncpg's "Connect call failed (...)"
+    else:
+        lines = str(cause).strip().splitlines()
+        text = lines[0] if lines else type(cause).__name__
+    try:
+        password = normalize_url(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return redact(text)
 
 
 async def run_until_signalled(app: GatewayApp, stop: asyncio.Event) -> None:

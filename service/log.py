@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.handlers
 import re
 import sys
 from datetime import UTC, datetime
@@ -61,3 +62,30 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     # Libraries that log request details at INFO are kept quiet.
     for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class HeldLogs:
+    """Log records kept back while the gateway starts: a start that fails then prints its
+    one error line alone (the records are dropped, or shown first at DEBUG), a start that
+    succeeds writes them as if never held."""
+
+    def __init__(self) -> None:
+        self._root = logging.getLogger()
+        self._handlers = list(self._root.handlers)
+        self._buffer = logging.handlers.MemoryHandler(
+            capacity=10_000, flushLevel=logging.CRITICAL + 1, flushOnClose=False,
+            target=self._handlers[0] if self._handlers else None)
+        self._root.handlers[:] = [self._buffer]
+
+    def release(self, *, write: bool = True) -> None:
+        """Put the real handlers back; write the held records, or drop them."""
+        if self._root.handlers == [self._buffer]:
+            self._root.handlers[:] = self._handlers
+        if write and self._buffer.target is not None:
+            self._buffer.flush()
+        self._buffer.buffer.clear()
+        self._buffer.close()
+
+
+def hold() -> HeldLogs:
+    return HeldLogs()

@@ -6,12 +6,19 @@ so several clients for different clusters can coexist in one process.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
+import yaml
 
 from service.core.errors import ApiError, Code
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import Configuration
+
+# Where a pod's service account is mounted (what the library's in-cluster loader reads).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def _config_error(message: str) -> ApiError:
@@ -24,6 +31,10 @@ async def load_configuration(*, kubeconfig: Path | None = None, context: str | N
 
     Raises ApiError(FAILED_PRECONDITION, CLUSTER_CONFIG_INVALID) with a message that
     names the file but never its contents (it holds credentials)."""
+    # Imported here: check_kubeconfig runs at start-up before the client library is needed.
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
+
     configuration = Configuration()
     if in_cluster:
         try:
@@ -31,12 +42,54 @@ async def load_configuration(*, kubeconfig: Path | None = None, context: str | N
         except ConfigException as exc:
             raise _config_error(f"in-cluster configuration is not available: {exc}") from None
         return configuration
+    if kubeconfig is not None:
+        check_kubeconfig(kubeconfig, context)
     where = str(kubeconfig) if kubeconfig else "the default kubeconfig"
     try:
         await load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
                                client_configuration=configuration, persist_config=False)
-    except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+    except (ConfigException, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
         # The exception text may quote the file; keep only its class and the file name.
         raise _config_error(f"cannot load {where} (context {context or 'current'}): "
                             f"{type(exc).__name__}") from None
     return configuration
+
+
+def check_kubeconfig(path: Path, context: str | None) -> None:
+    """The common mistakes, each named (the library's own errors are vaguer, or quote the
+    file): unreadable, not YAML, not a kubeconfig, no such context. Names of contexts are
+    not secret; nothing else of the file is repeated."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = str(exc.strerror).lower() if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise _config_error(f"cannot read {path}: {reason}") from None
+    try:
+        doc: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise _config_error(f"{path} is not valid YAML{at}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list):
+        raise _config_error(f"{path} is not a kubeconfig (no 'contexts' list)")
+    names = [item.get("name") for item in doc["contexts"] if isinstance(item, dict)]
+    known = ", ".join(str(n) for n in names) or "none"
+    if context:
+        if context not in names:
+            raise _config_error(f"{path} has no context {context!r} (contexts: {known})")
+    elif not doc.get("current-context"):
+        raise _config_error(f"{path} sets no current-context; name one of its contexts ({known})")
+    elif doc["current-context"] not in names:
+        raise _config_error(f"{path}: its current-context {doc['current-context']!r} is not one of "
+                            f"its contexts ({known})")
+
+
+def check_in_cluster() -> None:
+    """What the library's in-cluster loader needs, checked without importing it: the
+    service's env vars and the mounted service account."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get("KUBERNETES_SERVICE_PORT"):
+        raise _config_error("in-cluster configuration is not available: KUBERNETES_SERVICE_HOST and "
+                            "KUBERNETES_SERVICE_PORT are not set (not running in a pod?)")
+    for name in ("token", "ca.crt"):
+        if not (SERVICE_ACCOUNT_DIR / name).is_file():
+            raise _config_error(f"in-cluster configuration is not available: no {SERVICE_ACCOUNT_DIR / name}")

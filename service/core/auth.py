@@ -12,10 +12,10 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -29,6 +29,8 @@ DEV_GROUPS = ("admins", "auditors")
 RESOURCE_DISK_SNAPSHOTS = "disk-snapshots"
 RESOURCE_OPERATIONS = "operations"
 RESOURCE_AUDIT = "audit"
+
+T = TypeVar("T")
 
 
 class AuthConfigError(ValueError):
@@ -62,7 +64,7 @@ class StaticTokenAuthenticator:
 
     @classmethod
     def from_file(cls, path: str | Path) -> StaticTokenAuthenticator:
-        return cls(parse_token_file(_load_yaml(path)))
+        return cls(_parse_file(path, parse_token_file))
 
     async def authenticate(self, token: str) -> Caller | None:
         if not token:
@@ -149,7 +151,7 @@ class PolicyAuthorizer:
 
     @classmethod
     def from_file(cls, path: str | Path) -> PolicyAuthorizer:
-        return cls(parse_policy(_load_yaml(path)))
+        return cls(_parse_file(path, parse_policy))
 
     @classmethod
     def allow_all_for_groups(cls, *groups: str) -> PolicyAuthorizer:
@@ -189,9 +191,24 @@ def _load_yaml(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as handle:
             return yaml.safe_load(handle)
     except OSError as exc:
-        raise AuthConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        reason = exc.strerror.lower() if exc.strerror else type(exc).__name__
+        raise AuthConfigError(f"cannot read {path}: {reason}") from None
+    except UnicodeDecodeError:
+        raise AuthConfigError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise AuthConfigError(f"{path} is not valid YAML") from exc
+        # Only the position: the parser's text quotes the file, which may hold plain tokens.
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise AuthConfigError(f"{path} is not valid YAML{at}") from None
+
+
+def _parse_file(path: str | Path, parse: Callable[[Any], list[T]]) -> list[T]:
+    """Load and parse a token or policy file; a shape error names the file too."""
+    doc = _load_yaml(path)
+    try:
+        return parse(doc)
+    except AuthConfigError as exc:
+        raise AuthConfigError(f"{path}: {exc}") from None
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -11,12 +11,13 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import aiohttp
 import pytest
 
 from service import log
-from service.settings import Settings, add_flags, from_args, from_env
+from service.settings import Settings, UsageError, add_flags, from_args, from_env
 from tests.support.gateway import GatewayServer
 
 
@@ -33,10 +34,61 @@ def test_env_overrides_defaults_and_flags_override_env() -> None:
 
 
 def test_a_malformed_env_value_is_a_clear_startup_error() -> None:
-    with pytest.raises(SystemExit, match="DVP_GATEWAY_GRPC_PORT"):
+    with pytest.raises(UsageError, match="DVP_GATEWAY_GRPC_PORT"):
         from_env({"DVP_GATEWAY_GRPC_PORT": "fifty"})
-    with pytest.raises(SystemExit, match="DVP_GATEWAY_IN_CLUSTER"):
+    with pytest.raises(UsageError, match="DVP_GATEWAY_IN_CLUSTER"):
         from_env({"DVP_GATEWAY_IN_CLUSTER": "perhaps"})
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("grpc_port", "65536"), ("rest_port", "-1"), ("shutdown_grace", "-0.5"), ("shutdown_grace", "inf"),
+    ("reconcile_interval", "0"), ("embedded_step_delay", "nan"), ("export_max_concurrent", "0"),
+    ("export_max_per_caller", "0"), ("export_chunk_bytes", str(8 << 20)), ("log_level", "LOUD"),
+    ("log_format", "xml"), ("auth", "none"), ("lease_namespace", "Upper"),
+    ("database_url", "mysql://u:hunter2@db/x"), ("database_url", "not a url"),
+])
+def test_flags_and_env_refuse_the_same_values_naming_themselves(name: str, raw: str) -> None:
+    env_var = "DVP_GATEWAY_" + name.upper()
+    with pytest.raises(UsageError, match=env_var) as caught:
+        from_env({env_var: raw})
+    assert caught.value.exit_code == 2 and "hunter2" not in str(caught.value)
+    parser = _StrictParser()
+    add_flags(parser)
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(_Refused, match=flag):
+        parser.parse_args([flag, raw])
+
+
+def test_choices_are_case_insensitive_and_zero_is_kept_where_it_means_something() -> None:
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    settings = from_args(parser.parse_args(["--log-level", "debug", "--log-format", "TEXT", "--shutdown-grace", "0",
+                                            "--embedded-step-delay", "0", "--grpc-port", "0"]), {})
+    assert (settings.log_level, settings.log_format, settings.shutdown_grace, settings.grpc_port) == ("DEBUG", "text",
+                                                                                                    0.0, 0)
+    assert from_env({"DVP_GATEWAY_LOG_LEVEL": "warning", "DVP_GATEWAY_AUTH": "Kubernetes"}).auth == "kubernetes"
+
+
+def test_a_flag_overrides_a_bad_env_value_and_settings_that_go_together_are_checked() -> None:
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    assert from_args(parser.parse_args(["--grpc-port", "6000"]), {"DVP_GATEWAY_GRPC_PORT": "fifty"}).grpc_port == 6000
+    for argv, message in [(["--tls-key", "k.pem"], "--tls-cert and --tls-key"),
+                          (["--tls-client-ca", "ca.pem"], "--tls-client-ca"),
+                          (["--grpc-port", "7000", "--rest-port", "7000"], "both 7000")]:
+        with pytest.raises(UsageError, match=message):
+            from_args(parser.parse_args(argv), {})
+    # Different hosts may share a port number.
+    assert from_args(parser.parse_args(["--grpc-port", "7000", "--rest-port", "7000", "--rest-host", "::1"]), {})
+
+
+class _Refused(Exception):
+    pass
+
+
+class _StrictParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(message)
 
 
 def test_migrate_subcommand_creates_the_schema(tmp_path: Path) -> None:

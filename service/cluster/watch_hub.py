@@ -1,9 +1,17 @@
 """One upstream watch per resource kind, fanned out to any number of subscribers.
 
 For each kind the hub runs a small informer: list (all pages), then watch from the
-list's resourceVersion, keeping the latest object per (namespace, name). After a dropped
-connection it watches again from the last resourceVersion it saw (with backoff); on 410
-Gone it relists and emits the differences, so subscribers miss nothing.
+list's resourceVersion, keeping the latest object per (namespace, name). After a watch
+the server ended cleanly it watches again from the last resourceVersion it saw (with
+backoff). It relists instead whenever that history may not be the cluster's any more:
+on 410 Gone, after the cluster was unavailable or unreachable (it may come back as
+another cluster: restarted, restored, recreated at the same address), and when the
+cluster's resourceVersion went back below the last one seen (a short probe before each
+resume, and every event checked on arrival). A relist is delivered as client-go's
+``Replace``: subscribers get DELETED (with the last known object) for what is gone,
+ADDED for what is new, MODIFIED for what changed (DELETED then ADDED when the name now
+holds another object, another uid), and nothing for what did not change. So a
+subscriber that applies its events in order always ends up holding the cluster's list.
 
 An informer starts with the first subscriber (or ``wait_synced``) and then keeps running
 until ``close()``: the kinds are few, the core subscribes to them for as long as the
@@ -42,6 +50,47 @@ def _key(obj: Obj) -> Key:
 def _resource_version(obj: Obj) -> str:
     meta = obj.get("metadata")
     return str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+
+
+def _uid(obj: Obj) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("uid") or "") if isinstance(meta, dict) else ""
+
+
+def went_back(version: str, last: str, *, allow_equal: bool) -> bool:
+    """Whether ``version`` is older than ``last`` (or equal, unless ``allow_equal``).
+
+    resourceVersions are opaque to clients, but every API server issues them from one
+    increasing counter (etcd's revision), and a watch delivers them in increasing order;
+    a number that goes back means the history changed under us. Non-numeric versions
+    are never called older: then only 410 and outages make the hub relist."""
+    if not (version.isdigit() and last.isdigit()):
+        return False
+    new, old = int(version), int(last)
+    return new < old or (new == old and not allow_equal)
+
+
+def replace_events(old: dict[Key, Obj], fresh: dict[Key, Obj]) -> list[WatchEvent]:
+    """What a subscriber holding ``old`` must apply to hold ``fresh`` (client-go's Replace),
+    and nothing for an object that did not change."""
+    events = [WatchEvent("DELETED", obj) for key, obj in old.items() if key not in fresh]
+    for key, obj in fresh.items():
+        previous = old.get(key)
+        if previous is None:
+            events.append(WatchEvent("ADDED", obj))
+        elif _uid(previous) != _uid(obj):
+            # Another object under the same name: the old one was deleted while we did not
+            # look. Say so, as the watch would have, so uid-keyed consumers stay right.
+            events += [WatchEvent("DELETED", previous), WatchEvent("ADDED", obj)]
+        elif previous != obj:
+            # Compared whole, not by resourceVersion: a restored cluster may hand back an
+            # older version (or the same number for other content).
+            events.append(WatchEvent("MODIFIED", obj))
+    return events
+
+
+class _HistoryGap(Exception):
+    """The watch does not continue the history the cache was built from: relist."""
 
 
 class _End:
@@ -271,21 +320,29 @@ class WatchHub:
                 sub._offer(event)
 
     def _apply(self, informer: _Informer, event: WatchEvent) -> None:
-        """One watch event into the cache, normalised: duplicates dropped, ADDED for a known
-        object becomes MODIFIED, DELETED for an unknown one is dropped."""
+        """One watch event into the cache, normalised: repeats dropped, ADDED for a known
+        object becomes MODIFIED, DELETED for an unknown one is dropped. Raises _HistoryGap
+        when the event cannot follow what the cache holds."""
         obj = event.object
         version = _resource_version(obj)
+        if went_back(version, informer.resource_version, allow_equal=event.type == "BOOKMARK"):
+            # Not dropped as stale: a restarted cluster counts from 1 again, and its events
+            # are the truth. The cache is what is stale.
+            raise _HistoryGap(f"resourceVersion {version} arrived after {informer.resource_version}")
         if version:
             informer.resource_version = version
         if event.type == "BOOKMARK":
             return
         key = _key(obj)
         known = informer.cache.get(key)
+        if known is not None and _uid(known) != _uid(obj):
+            # A name that now holds another object, with no DELETED seen in between.
+            raise _HistoryGap(f"{key[0]}/{key[1]} changed uid without a DELETED")
         if event.type == "DELETED":
             if informer.cache.pop(key, None) is not None:
                 self._emit(informer, "DELETED", obj)
             return
-        if known is not None and _resource_version(known) == version:
+        if known == obj:
             return
         informer.cache[key] = obj
         self._emit(informer, "MODIFIED" if known is not None else "ADDED", obj)
@@ -306,19 +363,24 @@ class WatchHub:
             continue_token = page.continue_token
             if not continue_token:
                 break
-        old = informer.cache
+        events = replace_events(informer.cache, fresh)
+        # The swap and the fan-out have no await between them: a subscriber joining at any
+        # point gets either the old cache and these events, or the new cache alone.
         informer.cache = fresh
         informer.resource_version = resource_version
-        for key, obj in old.items():
-            if key not in fresh:
-                self._emit(informer, "DELETED", obj)
-        for key, obj in fresh.items():
-            previous = old.get(key)
-            if previous is None:
-                self._emit(informer, "ADDED", obj)
-            elif _resource_version(previous) != _resource_version(obj):
-                self._emit(informer, "MODIFIED", obj)
+        for event in events:
+            self._emit(informer, event.type, event.object)
+        if events and informer.synced.is_set():
+            log.info("relisted %s: %d changes delivered", informer.kind.plural, len(events))
         informer.synced.set()
+
+    async def _history_lost(self, informer: _Informer) -> bool:
+        """Before resuming: does the cluster still carry the history we saw? One object's
+        list is enough to read its current resourceVersion; a cluster that restarted with
+        fewer writes (counting from 1 again) is behind us, and a quiet one would otherwise
+        never tell."""
+        page = await self._client.list(informer.kind, "", limit=1)
+        return went_back(page.resource_version, informer.resource_version, allow_equal=True)
 
     async def _watch_once(self, informer: _Informer) -> int:
         """One upstream watch request; returns how many events it delivered."""
@@ -353,7 +415,8 @@ class WatchHub:
         need_list = True
         while True:
             try:
-                if need_list:
+                if need_list or await self._history_lost(informer):
+                    need_list = True
                     await self._relist(informer)
                     need_list = False
                 if await self._watch_once(informer) > 0:
@@ -361,12 +424,20 @@ class WatchHub:
                     continue
                 # An empty watch that ended at once: do not spin against the server.
                 await asyncio.sleep(backoff.next_delay())
+            except _HistoryGap as gap:
+                log.info("watch on %s lost the cluster's history (%s); relisting", informer.kind.plural, gap)
+                need_list = True
+                # Backoff: a server whose versions never increase must not get a relist loop.
+                await asyncio.sleep(backoff.next_delay())
             except ApiError as error:
                 if error.reason in ("WATCH_EXPIRED", "RESOURCE_EXPIRED"):
                     need_list = True
                     continue
                 if error.code is Code.UNAVAILABLE and error.reason != "CLUSTER_UNAUTHORIZED":
-                    log.info("watch on %s interrupted (%s); resuming", informer.kind.plural, error.reason)
+                    log.info("watch on %s interrupted (%s); relisting", informer.kind.plural, error.reason)
+                    # What answers next may be another cluster (restarted, restored) whose
+                    # versions happen to be ahead of ours: only a list tells the truth.
+                    need_list = True
                     await asyncio.sleep(backoff.next_delay())
                     continue
                 self._fail(informer, error)

@@ -18,6 +18,7 @@ its objects, resourceVersions, CA, admin token and (when free) port are kept the
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import secrets
 import socket
@@ -200,6 +201,9 @@ class EmbeddedCluster:
                 self._manager = None
             await self._runner.cleanup()
             self._runner = None
+            # Python 3.11 asyncio drops, without closing, a connection accepted in the instant
+            # the listener closes (Server._attach asserts): collect it so its client sees the close.
+            gc.collect()
         if self._state is not None:
             # Last, once nothing writes any more: the final snapshot, then the lock.
             if self._journaled is not None:

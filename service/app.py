@@ -75,6 +75,8 @@ class GatewayApp:
     def from_settings(cls, settings: Settings, *, core_settings: CoreSettings | None = None) -> GatewayApp:
         core = core_settings or CoreSettings(
             resync_interval=settings.reconcile_interval, lease_namespace=settings.lease_namespace,
+            lease_duration=settings.lease_duration, lease_renew_interval=settings.lease_duration / 7.5,
+            max_streams_per_caller=settings.max_streams_per_caller,
             export=ExportSettings(max_concurrent=settings.export_max_concurrent,
                                   max_per_caller=settings.export_max_per_caller,
                                   piece=settings.export_chunk_bytes))
@@ -126,8 +128,8 @@ class GatewayApp:
         # Background reconciling runs on one replica at a time: the holder of this Lease.
         cs = self.core_settings
         self._elector = LeaderElector(cluster, cs.lease_namespace, cs.lease_name,
-                                      identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-                                      lease_seconds=int(cs.lease_duration))
+                                      identity=_lease_identity(s),
+                                      lease_seconds=int(cs.lease_duration), retry_period=cs.lease_renew_interval)
         self._elector_task = asyncio.create_task(self._elector.run(), name="lease")
         self._blocks = UpstreamBlocks(cluster.authorization, client_cert=cluster.client_certificate())
         self._gateway = Gateway(operations=self._db.operations, audit=self._db.audit, cluster=cluster,
@@ -193,6 +195,16 @@ class GatewayApp:
         health = getattr(self._grpc, "health_servicer", None)
         if health is not None:
             await health.set("", status)
+
+
+def _lease_identity(settings: Settings) -> str:
+    """Stable across restarts of one replica (a pod's name, plus its fixed port when several
+    share a host), so a replica killed and restarted renews its own Lease at once instead
+    of waiting for it to expire; ephemeral ports get a random suffix."""
+    host = socket.gethostname()
+    if settings.grpc_port:
+        return f"{host}-{settings.grpc_port}"
+    return f"{host}-{uuid.uuid4().hex[:8]}"
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -72,6 +72,10 @@ class Settings:
     reconcile_interval: float = 30.0
     # Where the replicas' leader-election Lease lives (the gateway's own namespace in a cluster).
     lease_namespace: str = "default"
+    # Seconds a replica's Lease lasts without renewal: how long a dead leader's work waits.
+    lease_duration: int = 15
+    # Open streams (watches, audit and disk exports) one caller may hold in this replica.
+    max_streams_per_caller: int = 64
     # Exports: concurrent streams (per replica, and per caller), bytes per read and message.
     export_max_concurrent: int = 16
     export_max_per_caller: int = 4
@@ -230,6 +234,9 @@ OPTIONS: dict[str, Option] = {
     "lease_namespace": Option(
         "cluster", "namespace of the Lease through which replicas elect the one that reconciles",
         _namespace, metavar="NAMESPACE"),
+    "lease_duration": Option(
+        "cluster", "seconds the Lease lasts without renewal: a replica that dies hands reconciling "
+        "to another within about this long (renewed every duration/7.5 s)", _count(3, 3600), metavar="SECONDS"),
     "auth": Option(
         "authentication", "who authenticates and authorizes callers: static, the --token-file and "
         "--policy-file; kubernetes, the cluster's TokenReview and SubjectAccessReview",
@@ -256,6 +263,9 @@ OPTIONS: dict[str, Option] = {
     "reconcile_interval": Option(
         "timing", "seconds between full resyncs of unfinished operations with the cluster",
         _seconds(zero_ok=False), metavar="SECONDS"),
+    "max_streams_per_caller": Option(
+        "timing", "open streams (watches, audit and disk exports) one caller may hold in this replica; "
+        "more are refused with RESOURCE_EXHAUSTED or HTTP 429", _count(1), metavar="N"),
     "export_max_concurrent": Option(
         "exports", "exports streaming at once in this replica; more are refused with RESOURCE_EXHAUSTED "
         "or HTTP 429", _count(1), metavar="N"),

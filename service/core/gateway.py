@@ -68,7 +68,7 @@ class CoreSettings:
     lease_name: str = "dvp-snapshot-gateway"
     lease_namespace: str = "default"
     lease_duration: float = 15.0
-    lease_renew_interval: float = 5.0
+    lease_renew_interval: float = 2.0   # client-go's retryPeriod for a 15 s lease
     # check_ready reuses a successful cluster probe for this long.
     ready_cache_seconds: float = 5.0
     # Open streams (watches, audit exports, disk exports) one caller may hold, and all of them.

@@ -151,7 +151,7 @@ class FakeGateway:
     watch_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def authenticate(self, authorization: str | None, *, action: str, protocol: str,
-                           peer: str = "", request_id: str = "") -> Caller:
+                           peer: str = "", request_id: str = "", namespace: str = "") -> Caller:
         self.calls.append(("authenticate", (action, protocol, peer, request_id)))
         if authorization != f"Bearer {TOKEN}":
             raise errors.unauthenticated()
@@ -184,7 +184,8 @@ class FakeGateway:
         error.audited = True
         return error
 
-    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError) -> None:
+    async def record_rejection(self, ctx: RequestContext, action: str, error: ApiError, *,
+                               namespace: str = "") -> None:
         if not error.audited:
             self.calls.append(("rejected", f"{action}:{error.reason}"))
 

@@ -97,6 +97,18 @@ async def refuse_unaudited(context: ServicerContext, action: str, bad: Undecodab
     await abort(context, undecodable_error(bad), "")
 
 
+def namespace_of(message: object) -> str:
+    """The request's namespace for the audit event of a refused call (as the REST door
+    records the path's): cut to a namespace's length, the store cleans the text."""
+    namespace = getattr(message, "namespace", "")
+    if not isinstance(namespace, str):
+        return ""
+    return namespace if len(namespace) <= NAMESPACE_MAX else namespace[:NAMESPACE_MAX] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+NAMESPACE_MAX = 63
+
+
 def _core_request(message: P, request: Callable[[P], Req]) -> Req:
     reject_unknown_enums(message)
     return request(message)
@@ -123,33 +135,35 @@ class CallRunner:
         ctx = RequestContext(caller=Caller(ANONYMOUS), request_id=request_id, protocol="grpc", peer=peer)
         await abort(context, await self._recorded(ctx, action, undecodable_error(bad)), request_id)
 
-    async def _begin(self, context: ServicerContext, action: str) -> tuple[str, RequestContext | ApiError]:
+    async def _begin(self, context: ServicerContext, action: str,
+                     message: object) -> tuple[str, RequestContext | ApiError]:
         metadata, request_id, peer = await self._open(context)
         try:
             caller = await self.gateway.authenticate(metadata.get("authorization"), action=action, protocol="grpc",
-                                                     peer=peer, request_id=request_id)
+                                                     peer=peer, request_id=request_id,
+                                                     namespace=namespace_of(message))
         except ApiError as err:
             return request_id, err
         return request_id, RequestContext(caller=caller, request_id=request_id, protocol="grpc", peer=peer)
 
-    async def _recorded(self, ctx: RequestContext, action: str, err: ApiError) -> ApiError:
+    async def _recorded(self, ctx: RequestContext, action: str, err: ApiError, message: object = None) -> ApiError:
         """The failure to send, once the audit log holds it (adapter rejections included)."""
         try:
-            await self.gateway.record_rejection(ctx, action, err)
+            await self.gateway.record_rejection(ctx, action, err, namespace=namespace_of(message))
         except ApiError as audit_failure:
             return audit_failure
         return err
 
     async def unary(self, context: ServicerContext, method: Method[Req, Res], message: P,
                     request: Callable[[P], Req], reply: Callable[[Res], M]) -> M:
-        request_id, ctx = await self._begin(context, method.name)
+        request_id, ctx = await self._begin(context, method.name, message)
         if isinstance(ctx, ApiError):
             await abort(context, ctx, request_id)
         failure: ApiError
         try:
             return reply(await self.gateway.call(ctx, method, _core_request(message, request)))
         except ApiError as err:
-            failure = await self._recorded(ctx, method.name, err)
+            failure = await self._recorded(ctx, method.name, err, message)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -161,7 +175,7 @@ class CallRunner:
                      request: Callable[[P], Req], reply: Callable[[Res], M]) -> AsyncIterator[M]:
         """Relay a facade stream; stops (and closes the facade's generator) when the
         caller cancels. The facade checks authorization on the first ``__anext__``."""
-        request_id, ctx = await self._begin(context, method.name)
+        request_id, ctx = await self._begin(context, method.name, message)
         if isinstance(ctx, ApiError):
             await abort(context, ctx, request_id)
         failure: ApiError
@@ -172,7 +186,7 @@ class CallRunner:
                 yield reply(item)
             return
         except ApiError as err:
-            failure = await self._recorded(ctx, method.name, err)
+            failure = await self._recorded(ctx, method.name, err, message)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -13,7 +13,7 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
@@ -58,12 +58,12 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def _translated(error: Exception, where: str) -> Exception:
+def _raise_translated(error: Exception, where: str) -> NoReturn:
     if isinstance(error, ApiError) or not is_transient(error):
-        return error
+        raise error
     # The class name only: driver messages can echo connection parameters.
     log.warning("database unavailable", extra={"operation": where, "error_type": type(error).__name__})
-    return database_unavailable(RETRY_AFTER_SECONDS)
+    raise database_unavailable(RETRY_AFTER_SECONDS) from error
 
 
 def _wrap_coroutine(function: Callable[..., Any], where: str) -> Callable[..., Any]:
@@ -72,10 +72,7 @@ def _wrap_coroutine(function: Callable[..., Any], where: str) -> Callable[..., A
         try:
             return await function(*args, **kwargs)
         except Exception as error:
-            translated = _translated(error, where)
-            if translated is error:
-                raise
-            raise translated from error
+            _raise_translated(error, where)
 
     return wrapper
 
@@ -87,10 +84,7 @@ def _wrap_generator(function: Callable[..., AsyncIterator[Any]], where: str) -> 
             async for item in function(*args, **kwargs):
                 yield item
         except Exception as error:
-            translated = _translated(error, where)
-            if translated is error:
-                raise
-            raise translated from error
+            _raise_translated(error, where)
 
     return wrapper
 

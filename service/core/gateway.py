@@ -139,13 +139,14 @@ class Gateway:
                 "the token could not be checked", reason="AUTHENTICATION_UNAVAILABLE")
             await self._audit.record(AuditEventDraft(
                 actor=ANONYMOUS, action=action, outcome=AuditOutcome.ERROR, protocol=protocol, request_id=request_id,
-                namespace=namespace, code=error.code.value, reason=error.reason, details={"peer": peer}))
+                namespace=_refused_namespace(namespace), code=error.code.value, reason=error.reason,
+                details={"peer": peer}))
             raise error from exc
         if caller is not None:
             return caller
         await self._audit.record(AuditEventDraft(
             actor=ANONYMOUS, action=action, outcome=AuditOutcome.DENIED, protocol=protocol, request_id=request_id,
-            namespace=namespace, code=Code.UNAUTHENTICATED.value, reason="UNAUTHENTICATED",
+            namespace=_refused_namespace(namespace), code=Code.UNAUTHENTICATED.value, reason="UNAUTHENTICATED",
             details={"peer": peer, "credentials": "invalid" if token else "missing"}))
         raise unauthenticated()
 
@@ -212,7 +213,8 @@ class Gateway:
             return
         await self._audit.record(AuditEventDraft(
             actor=ctx.caller.subject or ANONYMOUS, action=action, outcome=AuditOutcome.ERROR, protocol=ctx.protocol,
-            request_id=ctx.request_id, namespace=namespace, code=error.code.value, reason=error.reason))
+            request_id=ctx.request_id, namespace=_refused_namespace(namespace), code=error.code.value,
+            reason=error.reason))
         error.audited = True
 
     async def check_ready(self) -> dict[str, bool]:
@@ -253,6 +255,17 @@ class _Call:
             self.audit.deny()
             where = f"in namespace {namespace!r}" if namespace else "cluster-wide"
             raise permission_denied(f"{caller.subject!r} may not {verb} {resource} {where}")
+
+
+# A refused call's namespace is as sent (nothing validated it): cut to a namespace's
+# length, so a caller without a token cannot write long rows to the audit log.
+_REFUSED_NAMESPACE_MAX = 63
+
+
+def _refused_namespace(namespace: str) -> str:
+    if len(namespace) <= _REFUSED_NAMESPACE_MAX:
+        return namespace
+    return namespace[:_REFUSED_NAMESPACE_MAX] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 @contextmanager

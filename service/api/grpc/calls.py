@@ -99,14 +99,9 @@ async def refuse_unaudited(context: ServicerContext, action: str, bad: Undecodab
 
 def namespace_of(message: object) -> str:
     """The request's namespace for the audit event of a refused call (as the REST door
-    records the path's): cut to a namespace's length, the store cleans the text."""
+    records the path's; the core cuts it, the store cleans the text)."""
     namespace = getattr(message, "namespace", "")
-    if not isinstance(namespace, str):
-        return ""
-    return namespace if len(namespace) <= NAMESPACE_MAX else namespace[:NAMESPACE_MAX] + "\N{HORIZONTAL ELLIPSIS}"
-
-
-NAMESPACE_MAX = 63
+    return namespace if isinstance(namespace, str) else ""
 
 
 def _core_request(message: P, request: Callable[[P], Req]) -> Req:

@@ -110,7 +110,6 @@ _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off"}
 _MAX_CHUNK = 4 << 20   # the export code's own ceiling (one gRPC message)
 _MIN_CHUNK = 4096
-_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _bool(raw: str) -> bool:
@@ -179,7 +178,9 @@ def _text(raw: str) -> str:
 
 
 def _namespace(raw: str) -> str:
-    if not _NAMESPACE.match(raw):
+    from service.core.validation import namespace  # the same rule as the API's
+
+    if namespace(raw):
         raise ValueError(f"expected a Kubernetes namespace name (lowercase letters, digits, '-'), got {raw!r}")
     return raw
 

@@ -36,7 +36,16 @@ from service.core.gateway import CoreSettings, Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
 from service.export.upstream import UpstreamBlocks
 from service.log import redact
-from service.settings import Settings, StartupError, load_policy_file, load_tls, load_token_file, server_ssl_context
+from service.settings import (
+    Settings,
+    StartupError,
+    cluster_flag,
+    load_policy_file,
+    load_tls,
+    load_token_file,
+    os_reason,
+    server_ssl_context,
+)
 from service.store.db import Database, migrate
 from service.store.engine import normalize_url, safe_url
 
@@ -118,7 +127,7 @@ class GatewayApp:
             cluster = await connect_cluster(kubeconfig=s.kubeconfig, context=s.kube_context or None,
                                             in_cluster=s.in_cluster)
         except ApiError as exc:
-            raise StartupError(f"{'--in-cluster' if s.in_cluster else '--kubeconfig'}: {exc.message}") from None
+            raise StartupError(f"{cluster_flag(s)}: {exc.message}") from None
         self._cluster = cluster
         self._db = await open_database(url)
         if self.authenticator is None or self.authorizer is None:
@@ -158,7 +167,7 @@ class GatewayApp:
             await site.start()
         except OSError as exc:
             raise StartupError(f"cannot listen on {_address(s.rest_host, s.rest_port)} (REST): "
-                               f"{_os_reason(exc)}") from None
+                               f"{os_reason(exc)}") from None
         self.rest_port = _bound_port(self._rest)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway started", extra={"fields": {"grpc_port": self.grpc_port, "rest_port": self.rest_port,
@@ -218,16 +227,6 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _os_reason(exc: BaseException) -> str:
-    """What went wrong, in the system's words ("address already in use"), else the text."""
-    code = exc.errno if isinstance(exc, OSError) else None
-    if isinstance(exc, socket.gaierror):
-        return str(exc.strerror or exc).lower()
-    if isinstance(code, int) and code > 0:
-        return os.strerror(code).lower()
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
 def check_listen(host: str, port: int, door: str) -> None:
     """Bind (and close) a socket on ``host:port`` as the listener will: StartupError
     with the reason when none of the host's addresses can be bound."""
@@ -235,7 +234,7 @@ def check_listen(host: str, port: int, door: str) -> None:
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise StartupError(f"{where}: {_os_reason(exc)}") from None
+        raise StartupError(f"{where}: {os_reason(exc)}") from None
     failure: OSError | None = None
     for family, kind, proto, _, address in infos:
         with socket.socket(family, kind, proto) as probe:
@@ -247,7 +246,7 @@ def check_listen(host: str, port: int, door: str) -> None:
                 failure = failure or exc
                 continue
         return
-    raise StartupError(f"{where}: {_os_reason(failure) if failure else 'no address to bind'}")
+    raise StartupError(f"{where}: {os_reason(failure) if failure else 'no address to bind'}")
 
 
 async def open_database(url: str) -> Database:
@@ -278,7 +277,7 @@ def database_reason(exc: BaseException, url: str) -> str:
     but a URL inside a message would carry it)."""
     cause: Any = getattr(exc, "orig", None) or exc     # SQLAlchemy wraps the driver's error
     if isinstance(cause, socket.gaierror) or (isinstance(cause, OSError) and (cause.errno or 0) > 0):
-        text = _os_reason(cause)   # "connection refused", not asyncpg's "Connect call failed (...)"
+        text = os_reason(cause)   # "connection refused", not asyncpg's "Connect call failed (...)"
     else:
         lines = str(cause).strip().splitlines()
         text = lines[0] if lines else type(cause).__name__

@@ -25,9 +25,11 @@ from service.settings import (
     Settings,
     StartupError,
     add_flags,
+    cluster_flag,
     from_args,
     load_policy_file,
     load_token_file,
+    os_reason,
     server_ssl_context,
 )
 
@@ -77,7 +79,7 @@ def _prepare_data_dir(path: Path) -> None:
         with tempfile.TemporaryFile(dir=path, prefix=".write-check-"):
             pass
     except OSError as exc:
-        raise StartupError(f"--data-dir: cannot write to {path}: {_reason(exc)}") from None
+        raise StartupError(f"--data-dir: cannot write to {path}: {os_reason(exc)}") from None
 
 
 def _preflight(settings: Settings) -> None:
@@ -98,7 +100,7 @@ def _preflight(settings: Settings) -> None:
         elif settings.kubeconfig is not None:
             check_kubeconfig(settings.kubeconfig, settings.kube_context or None)
     except ApiError as exc:
-        raise StartupError(f"{'--in-cluster' if settings.in_cluster else '--kubeconfig'}: {exc.message}") from None
+        raise StartupError(f"{cluster_flag(settings)}: {exc.message}") from None
 
 
 async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[str]:
@@ -110,7 +112,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[s
         settings, dev_token = ensure_dev_token(settings)
     except OSError as exc:
         raise StartupError(f"--data-dir: cannot write the dev token to {settings.data_dir}: "
-                           f"{_reason(exc)}") from None
+                           f"{os_reason(exc)}") from None
 
     from service.app import GatewayApp
     from service.launcher import embedded_context
@@ -175,10 +177,6 @@ async def _starting(start: Callable[[], Awaitable[T]], stack: contextlib.AsyncEx
         raise failure from None
     held.release()
     return result
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror.lower() if exc.strerror else type(exc).__name__
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ import argparse
 import math
 import os
 import re
+import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -397,7 +398,7 @@ def _read_pem(path: Path, what: str, flag: str, marker: str) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise StartupError(f"{flag}: cannot read {what} {path}: {_reason(exc)}") from None
+        raise StartupError(f"{flag}: cannot read {what} {path}: {os_reason(exc)}") from None
     if marker.encode() not in data:
         raise StartupError(f"{flag}: {path} is not a PEM {what} (no '{marker}' block)")
     return data
@@ -435,19 +436,30 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         raise StartupError(f"--tls-cert/--tls-key: cannot load {settings.tls_cert} with {settings.tls_key}: "
                            f"{_ssl_reason(exc)}") from None
     except OSError as exc:
-        raise StartupError(f"--tls-cert/--tls-key: {_reason(exc)}") from None
+        raise StartupError(f"--tls-cert/--tls-key: {os_reason(exc)}") from None
     if settings.tls_client_ca is not None:
         try:
             ctx.load_verify_locations(settings.tls_client_ca)
         except (ssl.SSLError, OSError) as exc:
-            reason = _ssl_reason(exc) if isinstance(exc, ssl.SSLError) else _reason(exc)
+            reason = _ssl_reason(exc) if isinstance(exc, ssl.SSLError) else os_reason(exc)
             raise StartupError(f"--tls-client-ca: cannot load {settings.tls_client_ca}: {reason}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror.lower() if exc.strerror else type(exc).__name__
+def os_reason(exc: BaseException) -> str:
+    """What went wrong, in the system's words ("address already in use"), else the text."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if isinstance(exc, socket.gaierror):
+        return str(exc.strerror or exc).lower()
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code).lower()
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def cluster_flag(settings: Settings) -> str:
+    """The flag that says where the cluster is, for a message about it."""
+    return "--in-cluster" if settings.in_cluster else "--kubeconfig"
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:

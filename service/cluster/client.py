@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from service.cluster.config import load_configuration
+from service.cluster.config import load_configuration, load_kube_client
 from service.cluster.errors import api_error_from_status, cluster_unreachable, watch_expired
 from service.core.errors import ApiError, Code
 from service.core.ports import ListResult, ResourceKind, WatchEvent
+
+load_kube_client()   # before the library's imports below: only the modules they name are loaded
+from kubernetes_asyncio.client.api.custom_objects_api import CustomObjectsApi  # noqa: E402
+from kubernetes_asyncio.client.api_client import ApiClient  # noqa: E402
+from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
 
 T = TypeVar("T")
 Obj = dict[str, Any]

@@ -16,6 +16,9 @@ _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False   # a bad pattern is reported by the exception, not on stderr
 
 
+_REMEMBERED = 4096  # texts per pattern
+
+
 class RegexError(ValueError):
     """The pattern is not valid RE2 syntax."""
 
@@ -23,7 +26,7 @@ class RegexError(ValueError):
 class Regex:
     """One compiled RE2 pattern; like Go's MatchString, matching is unanchored."""
 
-    __slots__ = ("_compiled", "source")
+    __slots__ = ("_compiled", "_seen", "source")
 
     def __init__(self, source: str) -> None:
         try:
@@ -31,9 +34,19 @@ class Regex:
         except re2.error as exc:
             raise RegexError(f"invalid regular expression {source!r}: {exc}") from exc
         self.source = source
+        # Answers for texts seen before: every write re-admits the whole object, so the same
+        # label keys, values and names are matched again and again (google-re2's Python
+        # binding costs ~10 us a search; a real apiserver's Go regexp far less).
+        self._seen: dict[str, bool] = {}
 
     def matches(self, text: str) -> bool:
-        return self._compiled.search(text) is not None
+        answer = self._seen.get(text)
+        if answer is None:
+            answer = self._compiled.search(text) is not None
+            if len(self._seen) >= _REMEMBERED:
+                self._seen.clear()
+            self._seen[text] = answer
+        return answer
 
     def find(self, text: str) -> str | None:
         match = self._compiled.search(text)

@@ -166,7 +166,10 @@ class WriteAhead:
             warnings=list(plan.warnings), results=list(plan.results), request_id=request_id or None,
             request={**request_document(req), "name": plan.name, **plan.resolved},
         )
-        return await create_once(self._operations, op, audited)
+        stored, fresh = await create_once(self._operations, op, audited)
+        if fresh:
+            self._writer.remember(stored)
+        return stored, fresh
 
     async def write(self, cap: Creates[Any], op: Operation) -> Operation:
         """Create the resource of a PENDING operation and follow it.
@@ -272,6 +275,7 @@ class WriteAhead:
         op, fresh = await create_once(self._operations, op, audited)
         if not fresh:
             return op
+        self._writer.remember(op)
         try:
             return await self.remove(cap.kind, op)
         except ApiError as exc:

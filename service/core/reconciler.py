@@ -28,10 +28,13 @@ from service.core.errors import ApiError, Code
 from service.core.op_updates import OperationWriter
 from service.core.ports import Leadership, ResourceKind, WatchEvent, WatchSource
 from service.core.progress import follow_resource
+from service.core.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 WATCH_RETRY_SECONDS = 1.0
+# Objects followed at once (each handling is a database write or two).
+EVENT_WORKERS = 32
 # How many finished operation ids the watch path remembers (events after the end skip the store).
 FINISHED_MEMORY = 10_000
 
@@ -51,6 +54,8 @@ class Reconciler:
         self._leader = leader
         self._tasks: list[asyncio.Task[None]] = []
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._events: WorkQueue[tuple[ResourceKind, str, str, str], WatchEvent] = WorkQueue(
+            self._handle_queued, workers=EVENT_WORKERS, name="reconciler-events")
 
     def _remember_finished(self, operation_id: str) -> None:
         self._finished[operation_id] = None
@@ -64,6 +69,7 @@ class Reconciler:
     async def start(self) -> None:
         if self._tasks:
             return
+        self._events.start()
         self._tasks = [asyncio.create_task(self._watch_loop(kind), name=f"reconciler-watch-{kind.plural}")
                        for kind in self._registry.followed_kinds()]
         self._tasks.append(asyncio.create_task(self._resync_loop(), name="reconciler-resync"))
@@ -75,6 +81,7 @@ class Reconciler:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._events.stop()
 
     # ------------------------------------------------------------ loops
 
@@ -84,10 +91,17 @@ class Reconciler:
                 async with self._hub.subscribe(kind) as events:
                     async for event in events:
                         if self.active:
-                            await self._guarded(self.handle_event(kind, event))
+                            # Keyed by object (uid included: a new object of the same name is
+                            # another key, so the old one's deletion is not collapsed away).
+                            meta = metadata(event.object)
+                            self._events.put((kind, str(meta.get("namespace", "")), str(meta.get("name", "")),
+                                              str(meta.get("uid", ""))), event)
             except ApiError as exc:
                 log.warning("reconciler watch of %s interrupted: %s", kind.plural, exc.reason)
             await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    async def _handle_queued(self, key: tuple[ResourceKind, str, str, str], event: WatchEvent) -> None:
+        await self._guarded(self.handle_event(key[0], event))
 
     async def _resync_loop(self) -> None:
         while True:

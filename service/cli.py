@@ -237,6 +237,19 @@ def _fail(exc: StartupError) -> int:
     return exc.exit_code
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): measured in bench/bench_create.py;
+    asyncio's own loop elsewhere, or when DVP_EVENT_LOOP=asyncio asks for it."""
+    if os.environ.get("DVP_EVENT_LOOP", "") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "embedded-cluster":
@@ -253,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = from_args(args)
             log.configure(settings.log_level, settings.log_format)
-            return asyncio.run(_serve(settings))
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                return runner.run(_serve(settings))
         if args.command == "migrate":
             settings = from_args(args, names=_MIGRATE_SETTINGS)
             log.configure()

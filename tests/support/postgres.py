@@ -122,7 +122,8 @@ def _remove_stale_clusters() -> None:
 class _Cluster:
     """One initdb'd data directory and the postmaster running on it."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, *, durable: bool = False) -> None:
+        self.durable = durable  # benchmarks: fsync and synchronous commits, as in production
         self.bin = _bin_dir()
         self.account = _server_account()
         self.base = Path(tempfile.mkdtemp(prefix=f"dvp-pg-{worker}-"))
@@ -151,7 +152,9 @@ class _Cluster:
         self._chown(hba)
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"listen_addresses = '127.0.0.1'\nunix_socket_directories = '{self.sockets}'\n"
-                       "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_connections = 200\n")
+                       "max_connections = 200\n")
+            if not self.durable:
+                conf.write("fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n")
 
     def start(self) -> int:
         for _ in range(_START_ATTEMPTS):

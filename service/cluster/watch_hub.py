@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -39,6 +40,8 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 _RELIST_PAGE_SIZE = 500
+# Subscribers offered a live event between two turns of the event loop.
+_FAN_OUT_BATCH = 256
 
 
 def _key(obj: Obj) -> Key:
@@ -109,7 +112,16 @@ class Subscription:
 
     Registers on ``__aenter__`` (or the first ``__anext__``): the current matching
     objects arrive first as ADDED, then live changes. Leave with ``async with`` (or
-    ``aclose()``) so the hub stops queueing for you."""
+    ``aclose()``) so the hub stops queueing for you.
+
+    Kept small and cheap (a gateway holds thousands): a plain deque and at most one
+    waiting future instead of an ``asyncio.Queue``; the hub's per-subscriber work is a
+    filter check and an append of the shared event. The backlog is bounded: a subscriber
+    that falls ``queue_size`` events behind is cut off with WATCH_SUBSCRIBER_TOO_SLOW
+    (raised ahead of anything queued) and never slows the hub or the others."""
+
+    __slots__ = ("_abort", "_closed", "_hub", "_items", "_queue_size", "_registered", "_waiter", "kind",
+                 "name", "namespace")
 
     def __init__(self, hub: WatchHub, kind: ResourceKind, namespace: str | None, name: str | None,
                  queue_size: int) -> None:
@@ -117,7 +129,9 @@ class Subscription:
         self.namespace = namespace
         self.name = name
         self._hub = hub
-        self._queue: asyncio.Queue[WatchEvent | ApiError | _End] = asyncio.Queue(maxsize=queue_size)
+        self._items: deque[WatchEvent | ApiError | _End] = deque()
+        self._queue_size = queue_size
+        self._waiter: asyncio.Future[None] | None = None
         self._registered = False
         self._closed = False
         # Raised at once, ahead of anything queued (a slow subscriber is cut off, not drained).
@@ -129,17 +143,24 @@ class Subscription:
             return False
         return self.name is None or name == self.name
 
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _offer(self, item: WatchEvent | ApiError | _End) -> None:
         if self._abort is not None:
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= self._queue_size:
             self._abort = item if isinstance(item, ApiError) else ApiError(
                 Code.UNAVAILABLE, "WATCH_SUBSCRIBER_TOO_SLOW",
                 f"the watch on {self.kind.kind} was closed: the client did not keep up with the events",
                 retry_after_seconds=1)
+            self._items.clear()  # nothing queued will be read: free it now
             self._hub._unregister(self)
+        else:
+            self._items.append(item)
+        self._wake()
 
     def _register(self) -> None:
         if not self._registered and not self._closed:
@@ -157,22 +178,25 @@ class Subscription:
     async def aclose(self) -> None:
         self._closed = True
         self._hub._unregister(self)
-        # Wake a consumer blocked in __anext__ (if the queue is full it is not blocked).
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(_LEFT)
+        self._items.append(_LEFT)  # wakes a consumer blocked in __anext__
+        self._wake()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> WatchEvent:
         self._register()
+        while not self._items and self._abort is None:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self._abort is not None:
             raise self._abort
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if self._abort is not None:
-            raise self._abort
+        item = self._items.popleft()
         if isinstance(item, ApiError):
             raise item
         if isinstance(item, _End):
@@ -211,7 +235,8 @@ class WatchHub:
     def __init__(self, client: ClusterClient, *, queue_size: int = 1000, watch_timeout_seconds: int = 300,
                  reconnect_delay: float = 0.2, max_reconnect_delay: float = 5.0) -> None:
         self._client = client
-        self._queue_size = queue_size
+        # Events a subscriber may fall behind before it is cut off (public: tests lower it).
+        self.queue_size = queue_size
         self._watch_timeout_seconds = watch_timeout_seconds
         self._reconnect_delay = reconnect_delay
         self._max_reconnect_delay = max_reconnect_delay
@@ -227,7 +252,7 @@ class WatchHub:
                   queue_size: int | None = None) -> Subscription:
         """Events for ``kind``, optionally only in ``namespace`` / only for ``name``.
         ``queue_size`` overrides the hub's bound on this subscriber's backlog."""
-        return Subscription(self, kind, namespace, name, queue_size or self._queue_size)
+        return Subscription(self, kind, namespace, name, queue_size or self.queue_size)
 
     def get_cached(self, kind: ResourceKind, namespace: str, name: str) -> Obj | None:
         """The latest object seen, or None (also when the kind's informer is not synced)."""
@@ -313,16 +338,37 @@ class WatchHub:
     # ------------------------------------------------------------ fan-out
 
     def _emit(self, informer: _Informer, event_type: str, obj: Obj) -> None:
+        """Offer one event to every matching subscriber, in one step (relists: no
+        subscriber may join between the cache swap and its events)."""
         key = _key(obj)
         event = WatchEvent(event_type, obj)
         for sub in list(informer.subscribers):
             if sub.matches(key):
                 sub._offer(event)
 
-    def _apply(self, informer: _Informer, event: WatchEvent) -> None:
+    async def _fan_out(self, informer: _Informer, event_type: str, obj: Obj) -> None:
+        """A live change to every matching subscriber: the same event object for all (it
+        is translated and encoded once downstream), offered in batches with a turn of
+        the event loop between them, so that with thousands of watchers the woken
+        streams start sending early and health checks and other calls are not held up
+        behind the whole fan-out. A subscriber that joins meanwhile got the new cache
+        already; one that left is skipped."""
+        key = _key(obj)
+        event = WatchEvent(event_type, obj)
+        subscribers = list(informer.subscribers)
+        current = informer.subscribers
+        for start in range(0, len(subscribers), _FAN_OUT_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            for sub in subscribers[start:start + _FAN_OUT_BATCH]:
+                if sub in current and sub.matches(key):
+                    sub._offer(event)
+
+    def _apply(self, informer: _Informer, event: WatchEvent) -> tuple[str, Obj] | None:
         """One watch event into the cache, normalised: repeats dropped, ADDED for a known
-        object becomes MODIFIED, DELETED for an unknown one is dropped. Raises _HistoryGap
-        when the event cannot follow what the cache holds."""
+        object becomes MODIFIED, DELETED for an unknown one is dropped. Returns what to
+        deliver (None: nothing). Raises _HistoryGap when the event cannot follow what the
+        cache holds."""
         obj = event.object
         version = _resource_version(obj)
         if went_back(version, informer.resource_version, allow_equal=event.type == "BOOKMARK"):
@@ -332,20 +378,18 @@ class WatchHub:
         if version:
             informer.resource_version = version
         if event.type == "BOOKMARK":
-            return
+            return None
         key = _key(obj)
         known = informer.cache.get(key)
         if known is not None and _uid(known) != _uid(obj):
             # A name that now holds another object, with no DELETED seen in between.
             raise _HistoryGap(f"{key[0]}/{key[1]} changed uid without a DELETED")
         if event.type == "DELETED":
-            if informer.cache.pop(key, None) is not None:
-                self._emit(informer, "DELETED", obj)
-            return
+            return ("DELETED", obj) if informer.cache.pop(key, None) is not None else None
         if known == obj:
-            return
+            return None
         informer.cache[key] = obj
-        self._emit(informer, "MODIFIED" if known is not None else "ADDED", obj)
+        return ("MODIFIED" if known is not None else "ADDED"), obj
 
     # ------------------------------------------------------------ the informer loop
 
@@ -391,7 +435,9 @@ class WatchHub:
         try:
             async for event in events:
                 delivered += 1
-                self._apply(informer, event)
+                change = self._apply(informer, event)
+                if change is not None:
+                    await self._fan_out(informer, *change)
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:

@@ -3,7 +3,9 @@
 The generated ``add_*Servicer_to_server`` functions use ``Message.FromString``, which
 raises on corrupt bytes before any of our code runs (UNKNOWN, a traceback, no audit).
 Here every method gets ``decode.safe_deserializer`` and a thin wrapper that hands an
-``Undecodable`` to ``refuse`` (which aborts the call) instead of the servicer.
+``Undecodable`` to ``refuse`` (which aborts the call) instead of the servicer. A servicer
+may answer with pre-serialized bytes (shared watch events): the response serializer
+passes them through.
 """
 
 # grpcio ships no type stubs in this environment; its objects are typed as Any.
@@ -51,7 +53,21 @@ def _handler(method: MethodDescriptor, behaviour: Behaviour, refuse: Refuse) -> 
     return _KINDS[method.client_streaming, method.server_streaming](
         _wrapped(behaviour, each if method.client_streaming else one),
         request_deserializer=safe_deserializer(message_factory.GetMessageClass(method.input_type)),
-        response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString)
+        response_serializer=_serializer(message_factory.GetMessageClass(method.output_type)))
+
+
+def _serializer(message_class: Any) -> Callable[[Any], bytes]:
+    """The message's own serializer, except that bytes pass through untouched: a watch
+    event is serialized once and the same bytes are sent to every subscriber."""
+    serialize = message_class.SerializeToString
+
+    def serialized(message: Any) -> bytes:
+        if isinstance(message, bytes):
+            return message
+        data: bytes = serialize(message)
+        return data
+
+    return serialized
 
 
 async def _each_checked(received: AsyncIterator[Any], context: ServicerContext, action: str,

@@ -8,8 +8,17 @@ from service.api.grpc import convert
 from service.api.grpc.calls import CallRunner, ServicerContext
 from service.api.grpc_gen.dvp.snapshots.v1 import operation_pb2, snapshot_service_pb2, snapshot_service_pb2_grpc
 from service.core import contract
+from service.core.domain import DiskSnapshotEvent, VirtualMachineSnapshotEvent
+from service.core.fanout import OncePer
 
 pb = snapshot_service_pb2
+
+# Watch events are the same object for every subscriber (service.core.fanout): serialized
+# once, and the bytes go to every stream (handlers pass bytes through).
+_disk_snapshot_event: OncePer[DiskSnapshotEvent, bytes] = OncePer("grpc:DiskSnapshotEvent",
+                               lambda e: convert.disk_snapshot_event(e).SerializeToString())
+_vm_snapshot_event: OncePer[VirtualMachineSnapshotEvent, bytes] = OncePer("grpc:VirtualMachineSnapshotEvent",
+                             lambda e: convert.vm_snapshot_event(e).SerializeToString())
 
 
 class SnapshotServicer(snapshot_service_pb2_grpc.SnapshotServiceServicer):
@@ -38,10 +47,11 @@ class SnapshotServicer(snapshot_service_pb2_grpc.SnapshotServiceServicer):
         return await self._calls.unary(context, contract.DELETE_DISK_SNAPSHOT, request,
                                        convert.delete_disk_snapshot_request, convert.operation)
 
-    async def WatchDiskSnapshots(self, request: pb.WatchDiskSnapshotsRequest,
-                                 context: ServicerContext) -> AsyncIterator[pb.DiskSnapshotEvent]:
+    async def WatchDiskSnapshots(self, request: pb.WatchDiskSnapshotsRequest,  # type: ignore[override]
+                                 context: ServicerContext) -> AsyncIterator[bytes]:
+        """Serialized DiskSnapshotEvent messages (shared by every watcher)."""
         async for event in self._calls.stream(context, contract.WATCH_DISK_SNAPSHOTS, request,
-                                              convert.watch_request, convert.disk_snapshot_event):
+                                              convert.watch_request, _disk_snapshot_event):
             yield event
 
     # ------------------------------------------------------------ VM snapshots
@@ -66,8 +76,9 @@ class SnapshotServicer(snapshot_service_pb2_grpc.SnapshotServiceServicer):
         return await self._calls.unary(context, contract.DELETE_VM_SNAPSHOT, request,
                                        convert.delete_vm_snapshot_request, convert.operation)
 
-    async def WatchVirtualMachineSnapshots(self, request: pb.WatchVirtualMachineSnapshotsRequest,
-                                           context: ServicerContext) -> AsyncIterator[pb.VirtualMachineSnapshotEvent]:
+    async def WatchVirtualMachineSnapshots(self, request: pb.WatchVirtualMachineSnapshotsRequest,  # type: ignore[override]
+                                           context: ServicerContext) -> AsyncIterator[bytes]:
+        """Serialized VirtualMachineSnapshotEvent messages (shared by every watcher)."""
         async for event in self._calls.stream(context, contract.WATCH_VM_SNAPSHOTS, request,
-                                              convert.watch_request, convert.vm_snapshot_event):
+                                              convert.watch_request, _vm_snapshot_event):
             yield event

@@ -14,6 +14,7 @@ from service.core.capabilities.registry import Call, Registry
 from service.core.contract import Method
 from service.core.domain import Page, WatchEventType
 from service.core.errors import ApiError, Code, not_found
+from service.core.fanout import OncePer, watch_overflow
 from service.core.page_tokens import PageTokens
 from service.core.ports import ClusterClient, ResourceKind, WatchSource
 from service.core.requests import ListRequest, ObjectKey, WatchRequest
@@ -30,6 +31,16 @@ T = TypeVar("T", bound=Viewed)
 E = TypeVar("E")
 
 
+class _Translated(Generic[T, E]):
+    """One cluster object's domain view, and its events by type: shared by every watcher."""
+
+    __slots__ = ("events", "item")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.events: dict[WatchEventType, E] = {}
+
+
 class Catalog(Generic[T, E]):
     def __init__(self, *, kind: ResourceKind, view: Callable[[dict[str, Any]], T],
                  event: Callable[[WatchEventType, T], E], cluster: ClusterClient, hub: WatchSource,
@@ -42,6 +53,10 @@ class Catalog(Generic[T, E]):
         self._hub = hub
         self._default_page_size = default_page_size
         self._max_page_size = max_page_size
+        # The hub hands every subscriber the same object: translate it once for all of
+        # them, so the adapters also see one event object and encode it once.
+        self._translate: OncePer[dict[str, Any], _Translated[T, E]] = OncePer(
+            f"translate:{kind.plural}", lambda obj: _Translated(view(obj)))
 
     async def get(self, key: ObjectKey) -> T:
         request_checks.object_key(key.namespace, key.name)
@@ -93,22 +108,34 @@ class Catalog(Generic[T, E]):
 
     async def watch(self, req: WatchRequest) -> AsyncGenerator[E, None]:
         """Current objects as ADDED (the hub replays its cache to a new subscriber), then
-        every change; repeats of an already delivered resourceVersion are dropped."""
+        every change; repeats of an already delivered resourceVersion are dropped. Every
+        watcher of the same change gets the same event object (translated once). A watcher
+        that falls too far behind gets ABORTED / WATCH_OVERFLOW: list again, watch again."""
         self.check_watch(req)
         namespace, name = req.namespace, req.name
         delivered: dict[str, str] = {}
+        members = WatchEventType.__members__
         async with self._hub.subscribe(self._kind, namespace, name or None) as events:
-            async for event in events:
-                if event.type not in WatchEventType.__members__:
-                    continue  # BOOKMARK and anything unknown
-                item = self._view(event.object)
-                if item.namespace != namespace or (name and item.name != name):
-                    continue
-                kind = WatchEventType(event.type)
-                if kind is WatchEventType.DELETED:
-                    delivered.pop(item.name, None)
-                elif delivered.get(item.name) == item.resource_version:
-                    continue
-                else:
-                    delivered[item.name] = item.resource_version
-                yield self._event(kind, item)
+            try:
+                async for event in events:
+                    kind = members.get(event.type)
+                    if kind is None:
+                        continue  # BOOKMARK and anything unknown
+                    shared = self._translate(event.object)
+                    item = shared.item
+                    if item.namespace != namespace or (name and item.name != name):
+                        continue
+                    if kind is WatchEventType.DELETED:
+                        delivered.pop(item.name, None)
+                    elif delivered.get(item.name) == item.resource_version:
+                        continue
+                    else:
+                        delivered[item.name] = item.resource_version
+                    out = shared.events.get(kind)
+                    if out is None:
+                        out = shared.events[kind] = self._event(kind, item)
+                    yield out
+            except ApiError as exc:
+                if exc.reason == "WATCH_SUBSCRIBER_TOO_SLOW":  # the hub's bounded queue overflowed
+                    raise watch_overflow(self._kind.kind) from None
+                raise

@@ -122,7 +122,9 @@ class SnapshotServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchDiskSnapshots(self, request, context):
-        """Streams the current disk snapshots (as ADDED), then every change.
+        """Streams the current disk snapshots (as ADDED), then every change. A watch that falls
+        behind (the client reads slower than the changes come) ends with ABORTED, ErrorInfo
+        reason WATCH_OVERFLOW: events were dropped, so list again, then watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,7 +159,8 @@ class SnapshotServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchVirtualMachineSnapshots(self, request, context):
-        """Streams the current VM snapshots (as ADDED), then every change.
+        """Streams the current VM snapshots (as ADDED), then every change. A watch that falls
+        behind ends with ABORTED, ErrorInfo reason WATCH_OVERFLOW: list again, then watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

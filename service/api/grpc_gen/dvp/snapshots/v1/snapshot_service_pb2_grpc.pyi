@@ -45,7 +45,10 @@ class SnapshotServiceStub:
     DeleteDiskSnapshot: _grpc.UnaryUnaryMultiCallable[_snapshot_service_pb2.DeleteDiskSnapshotRequest, _operation_pb2.Operation]
     """Deletes a disk snapshot."""
     WatchDiskSnapshots: _grpc.UnaryStreamMultiCallable[_snapshot_service_pb2.WatchDiskSnapshotsRequest, _snapshot_service_pb2.DiskSnapshotEvent]
-    """Streams the current disk snapshots (as ADDED), then every change."""
+    """Streams the current disk snapshots (as ADDED), then every change. A watch that falls
+    behind (the client reads slower than the changes come) ends with ABORTED, ErrorInfo
+    reason WATCH_OVERFLOW: events were dropped, so list again, then watch again.
+    """
     CreateVirtualMachineSnapshot: _grpc.UnaryUnaryMultiCallable[_snapshot_service_pb2.CreateVirtualMachineSnapshotRequest, _operation_pb2.Operation]
     """Writes a VirtualMachineSnapshot of a VirtualMachine and its disks."""
     GetVirtualMachineSnapshot: _grpc.UnaryUnaryMultiCallable[_snapshot_service_pb2.GetVirtualMachineSnapshotRequest, _snapshot_service_pb2.VirtualMachineSnapshot]
@@ -55,7 +58,9 @@ class SnapshotServiceStub:
     DeleteVirtualMachineSnapshot: _grpc.UnaryUnaryMultiCallable[_snapshot_service_pb2.DeleteVirtualMachineSnapshotRequest, _operation_pb2.Operation]
     """Deletes a VM snapshot."""
     WatchVirtualMachineSnapshots: _grpc.UnaryStreamMultiCallable[_snapshot_service_pb2.WatchVirtualMachineSnapshotsRequest, _snapshot_service_pb2.VirtualMachineSnapshotEvent]
-    """Streams the current VM snapshots (as ADDED), then every change."""
+    """Streams the current VM snapshots (as ADDED), then every change. A watch that falls
+    behind ends with ABORTED, ErrorInfo reason WATCH_OVERFLOW: list again, then watch again.
+    """
 
 @_typing.type_check_only
 class SnapshotServiceAsyncStub(SnapshotServiceStub):
@@ -71,7 +76,10 @@ class SnapshotServiceAsyncStub(SnapshotServiceStub):
     DeleteDiskSnapshot: _aio.UnaryUnaryMultiCallable[_snapshot_service_pb2.DeleteDiskSnapshotRequest, _operation_pb2.Operation]  # type: ignore[assignment]
     """Deletes a disk snapshot."""
     WatchDiskSnapshots: _aio.UnaryStreamMultiCallable[_snapshot_service_pb2.WatchDiskSnapshotsRequest, _snapshot_service_pb2.DiskSnapshotEvent]  # type: ignore[assignment]
-    """Streams the current disk snapshots (as ADDED), then every change."""
+    """Streams the current disk snapshots (as ADDED), then every change. A watch that falls
+    behind (the client reads slower than the changes come) ends with ABORTED, ErrorInfo
+    reason WATCH_OVERFLOW: events were dropped, so list again, then watch again.
+    """
     CreateVirtualMachineSnapshot: _aio.UnaryUnaryMultiCallable[_snapshot_service_pb2.CreateVirtualMachineSnapshotRequest, _operation_pb2.Operation]  # type: ignore[assignment]
     """Writes a VirtualMachineSnapshot of a VirtualMachine and its disks."""
     GetVirtualMachineSnapshot: _aio.UnaryUnaryMultiCallable[_snapshot_service_pb2.GetVirtualMachineSnapshotRequest, _snapshot_service_pb2.VirtualMachineSnapshot]  # type: ignore[assignment]
@@ -81,7 +89,9 @@ class SnapshotServiceAsyncStub(SnapshotServiceStub):
     DeleteVirtualMachineSnapshot: _aio.UnaryUnaryMultiCallable[_snapshot_service_pb2.DeleteVirtualMachineSnapshotRequest, _operation_pb2.Operation]  # type: ignore[assignment]
     """Deletes a VM snapshot."""
     WatchVirtualMachineSnapshots: _aio.UnaryStreamMultiCallable[_snapshot_service_pb2.WatchVirtualMachineSnapshotsRequest, _snapshot_service_pb2.VirtualMachineSnapshotEvent]  # type: ignore[assignment]
-    """Streams the current VM snapshots (as ADDED), then every change."""
+    """Streams the current VM snapshots (as ADDED), then every change. A watch that falls
+    behind ends with ABORTED, ErrorInfo reason WATCH_OVERFLOW: list again, then watch again.
+    """
 
 class SnapshotServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, reads, deletes and watches snapshots. Mutations return an Operation at once."""
@@ -124,7 +134,10 @@ class SnapshotServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _snapshot_service_pb2.WatchDiskSnapshotsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_snapshot_service_pb2.DiskSnapshotEvent], _abc.AsyncIterator[_snapshot_service_pb2.DiskSnapshotEvent]]:
-        """Streams the current disk snapshots (as ADDED), then every change."""
+        """Streams the current disk snapshots (as ADDED), then every change. A watch that falls
+        behind (the client reads slower than the changes come) ends with ABORTED, ErrorInfo
+        reason WATCH_OVERFLOW: events were dropped, so list again, then watch again.
+        """
 
     @_abc_1.abstractmethod
     def CreateVirtualMachineSnapshot(
@@ -164,6 +177,8 @@ class SnapshotServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _snapshot_service_pb2.WatchVirtualMachineSnapshotsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_snapshot_service_pb2.VirtualMachineSnapshotEvent], _abc.AsyncIterator[_snapshot_service_pb2.VirtualMachineSnapshotEvent]]:
-        """Streams the current VM snapshots (as ADDED), then every change."""
+        """Streams the current VM snapshots (as ADDED), then every change. A watch that falls
+        behind ends with ABORTED, ErrorInfo reason WATCH_OVERFLOW: list again, then watch again.
+        """
 
 def add_SnapshotServiceServicer_to_server(servicer: SnapshotServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,17 +8,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.core.domain import AuditEvent, AuditEventDraft, AuditFilter, AuditOutcome, AuditVerification, Page, utcnow
+from service.core.domain import AuditEvent, AuditEventDraft, AuditFilter, AuditOutcome, AuditVerification, Page
 from service.core.errors import FieldViolation, invalid_argument
 from service.core.page_tokens import PageTokens, bad_token
 from service.store import page_token as tokens
-from service.store.audit_chain import GENESIS_HASH, compute_hash, normalize_details
-from service.store.engine import write_transaction
+from service.store.audit_chain import GENESIS_HASH, compute_hash
+from service.store.audit_rows import draft_fields
 from service.store.failures import unavailable_when_down
+from service.store.group_commit import AppendAudit, GroupCommit
 from service.store.models import audit_chain_head, audit_events
-from service.store.text_safety import clean_json, storable
+from service.store.text_safety import storable
 
 STREAM_BATCH = 500
 MAX_EVENT_ID = 2**63  # the id column is a signed 64-bit integer
@@ -70,51 +71,17 @@ def _row_hash(row: RowMapping) -> str:
     return compute_hash(row["id"], row["time"], fields, row["prev_hash"])
 
 
-# PostgreSQL refuses a btree entry above ~2.7 kB, so the indexed text columns are clipped
-# (at 4 UTF-8 bytes a character, 512 stay under it): a refused request's namespace or name
-# is audited as sent, however long, and the event must still be written (and listed).
-MAX_INDEXED_CHARS = 512
-
-
-def _clip(value: str) -> str:
-    return value if len(value) <= MAX_INDEXED_CHARS else value[:MAX_INDEXED_CHARS - 1] + "\u2026"
-
-
-async def append_event(conn: AsyncConnection, draft: AuditEventDraft) -> AuditEvent:
-    """Append one event inside the caller's write transaction (the operations store writes
-    a mutating call's event with its write-ahead row: both commit, or neither)."""
-    fields: dict[str, Any] = clean_json({
-        "actor": _clip(draft.actor), "action": _clip(draft.action), "outcome": AuditOutcome(draft.outcome).value,
-        "namespace": _clip(draft.namespace), "resource": _clip(draft.resource), "protocol": draft.protocol,
-        "request_id": draft.request_id, "operation_id": draft.operation_id, "code": draft.code,
-        "reason": draft.reason, "details": normalize_details(draft.details),
-    })
-    # The head row lock (SQLite: the immediate write lock) serializes appenders, so two
-    # replicas on one PostgreSQL cannot fork the chain.
-    head = (await conn.execute(
-        sa.select(audit_chain_head).where(audit_chain_head.c.id == 1).with_for_update()
-    )).mappings().first()
-    if head is None:
-        raise RuntimeError("audit_chain_head is missing: run the database migrations")
-    event_id = int(head["last_id"]) + 1
-    time = utcnow()
-    event_hash = compute_hash(event_id, time, fields, head["last_hash"])
-    row = {**fields, "id": event_id, "time": time, "prev_hash": head["last_hash"], "hash": event_hash}
-    await conn.execute(audit_events.insert().values(**row))
-    await conn.execute(audit_chain_head.update().where(audit_chain_head.c.id == 1)
-                       .values(last_id=event_id, last_hash=event_hash))
-    return _event_from_row(row)
-
-
 @unavailable_when_down
 class SqlAuditRepository:
-    def __init__(self, engine: AsyncEngine, page_tokens: PageTokens) -> None:
+    def __init__(self, engine: AsyncEngine, page_tokens: PageTokens, writer: GroupCommit) -> None:
         self._engine = engine
         self._tokens = page_tokens
+        self._writer = writer
 
     async def append(self, draft: AuditEventDraft) -> AuditEvent:
-        async with write_transaction(self._engine) as conn:
-            return await append_event(conn, draft)
+        # Through this database's one writer: appends made at the same moment share a commit.
+        event: AuditEvent = await self._writer.submit(AppendAudit(draft_fields(draft)))
+        return event
 
     async def _batch(self, clauses: list[sa.ColumnElement[bool]], after_id: int, limit: int) -> list[RowMapping]:
         query = (sa.select(audit_events).where(*clauses, audit_events.c.id > after_id)

@@ -47,6 +47,7 @@ from service.core.page_tokens import PageTokens  # noqa: E402
 from service.core.ports import AuditRepository, OperationRepository  # noqa: E402
 from service.store.audit import SqlAuditRepository  # noqa: E402
 from service.store.engine import create_engine, normalize_url, safe_url  # noqa: E402
+from service.store.group_commit import GroupCommit  # noqa: E402
 from service.store.keys import deployment_key  # noqa: E402
 from service.store.migrator import migrate  # noqa: E402
 from service.store.operations import SqlOperationRepository  # noqa: E402
@@ -67,9 +68,11 @@ class Database:
         self._session: async_sessionmaker[AsyncSession] | None = None
         # Shared with the core (cluster list tokens): one key per deployment.
         self.page_tokens = PageTokens(page_token_key)
+        # The one writer of this process: operation rows and audit events share its commits.
+        self.writer = GroupCommit(engine)
         # Annotated with the core's Protocols so mypy checks the repositories honour them.
-        self.operations: OperationRepository = SqlOperationRepository(engine, self.page_tokens)
-        self.audit: AuditRepository = SqlAuditRepository(engine, self.page_tokens)
+        self.operations: OperationRepository = SqlOperationRepository(engine, self.page_tokens, self.writer)
+        self.audit: AuditRepository = SqlAuditRepository(engine, self.page_tokens, self.writer)
 
     @property
     def session(self) -> async_sessionmaker[AsyncSession]:
@@ -105,4 +108,5 @@ class Database:
         return True
 
     async def close(self) -> None:
+        await self.writer.close()
         await self.engine.dispose()

@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import URL, event, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
@@ -67,10 +69,10 @@ def _ensure_sqlite_dir(url: URL) -> None:
         Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
+def _install_sqlite_pragmas(engine: Engine) -> None:
     # pysqlite's own transaction handling would defer BEGIN until the first write and
     # cannot do BEGIN IMMEDIATE; take control of it (the recipe from the SQLAlchemy docs).
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -80,7 +82,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -95,7 +97,7 @@ def create_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
         if not pooled:
             kwargs["poolclass"] = NullPool
         engine = create_async_engine(parsed, **kwargs)
-        _install_sqlite_pragmas(engine)
+        _install_sqlite_pragmas(engine.sync_engine)
         return engine
     if pooled:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800, pool_timeout=30)
@@ -104,6 +106,15 @@ def create_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
     kwargs["connect_args"] = {"timeout": 10, "command_timeout": 60,
                               "server_settings": {"lock_timeout": str(POSTGRES_LOCK_TIMEOUT_MS)}}
     return create_async_engine(parsed, **kwargs)
+
+
+def sqlite_sync_engine(engine: AsyncEngine) -> Engine:
+    """A blocking engine on ``engine``'s SQLite file, for one writer thread (group_commit):
+    one connection, the same pragmas and BEGIN IMMEDIATE."""
+    url = engine.url.set(drivername="sqlite")
+    sync = sa.create_engine(url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False})
+    _install_sqlite_pragmas(sync)
+    return sync
 
 
 async def writer(conn: AsyncConnection) -> AsyncConnection:
@@ -127,6 +138,15 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
             async with conn.begin():
                 yield conn
         return
+    async with sqlite_write_lock(engine), engine.connect() as conn:
+        await writer(conn)
+        async with conn.begin():
+            yield conn
+
+
+@asynccontextmanager
+async def sqlite_write_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """This process's turn at SQLite's one writer."""
     lock = _sqlite_write_locks.setdefault(engine.sync_engine, asyncio.Lock())
     try:
         # Queued writers wait no longer than SQLite itself would: behind a lock held
@@ -136,10 +156,7 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
     except TimeoutError:
         raise SqliteBusy("waited past the busy timeout for this process's SQLite writer") from None
     try:
-        async with engine.connect() as conn:
-            await writer(conn)
-            async with conn.begin():
-                yield conn
+        yield
     finally:
         lock.release()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.core.domain import (
     AuditEventDraft,
@@ -19,19 +19,17 @@ from service.core.domain import (
     Page,
     utcnow,
 )
-from service.core.errors import ApiError, Code, not_found, stale_operation
+from service.core.errors import ApiError, Code, not_found
 from service.core.page_tokens import PageTokens, bad_token
 from service.store import page_token as tokens
-from service.store.audit import append_event
-from service.store.engine import write_transaction
+from service.store.audit_rows import draft_fields
 from service.store.failures import unavailable_when_down
+from service.store.group_commit import GroupCommit, InsertOperation, SaveOperation
 from service.store.models import operation_transitions, operations
 from service.store.operation_rows import from_row, to_row, transition_from_row
 from service.store.text_safety import clean_text, storable
 
 _TERMINAL = [s.value for s in OperationState if s.terminal]
-# Columns a save may change; identity and provenance are fixed at create.
-_IMMUTABLE = {"id", "type", "actor", "request_id", "request_hash", "request", "create_time"}
 
 
 def _filter_clauses(flt: OperationFilter) -> list[sa.ColumnElement[bool]]:
@@ -72,23 +70,22 @@ def _as_utc(value: datetime | None) -> datetime | None:
 
 @unavailable_when_down
 class SqlOperationRepository:
-    def __init__(self, engine: AsyncEngine, page_tokens: PageTokens) -> None:
+    def __init__(self, engine: AsyncEngine, page_tokens: PageTokens, writer: GroupCommit) -> None:
         self._engine = engine
         self._tokens = page_tokens
+        self._writer = writer
 
     async def create(self, op: Operation, *, reason: str = "Created", message: str = "",
                      audit: AuditEventDraft | None = None) -> Operation:
         row = to_row(replace(op, create_time=_as_utc(op.create_time) or utcnow(),
                              update_time=_as_utc(op.update_time) or utcnow(), end_time=_as_utc(op.end_time)))
         stored = from_row(row)
+        transition = {"operation_id": stored.id, "seq": 1, "state": stored.state.value, "phase": stored.phase,
+                      "reason": clean_text(reason), "message": clean_text(message), "time": stored.create_time}
+        job = InsertOperation(row, transition, draft_fields(audit) if audit is not None else None, stored)
         try:
-            async with write_transaction(self._engine) as conn:
-                await conn.execute(operations.insert().values(**row))
-                await conn.execute(operation_transitions.insert().values(
-                    operation_id=stored.id, seq=1, state=stored.state.value, phase=stored.phase,
-                    reason=clean_text(reason), message=clean_text(message), time=stored.create_time))
-                if audit is not None:
-                    await append_event(conn, audit)
+            # The row and the call's audit event commit together (one batch is one transaction).
+            await self._writer.submit(job)
         except IntegrityError:
             raise await self._explain_conflict(stored) from None
         return stored
@@ -119,40 +116,8 @@ class SqlOperationRepository:
     async def save(self, op: Operation, *, reason: str = "", message: str = "") -> Operation:
         if not storable(op.id):
             raise not_found("Operation", op.id)
-        now = utcnow()
-        async with write_transaction(self._engine) as conn:
-            current = (await conn.execute(
-                sa.select(operations).where(operations.c.id == op.id).with_for_update())).mappings().first()
-            if current is None:
-                raise not_found("Operation", op.id)
-            if current["version"] != op.version and not OperationState(current["state"]).terminal:
-                # Another writer (another replica) saved since ``op`` was read: applying this
-                # older copy would undo its change. The caller re-reads and re-applies.
-                raise stale_operation(op.id, op.version, current["version"])
-            if OperationState(current["state"]).terminal:
-                # Final, whoever writes: checked under the row lock, so a replica holding an
-                # older copy cannot reopen an operation another replica has finished.
-                return from_row(current)
-            # Keep update_time monotonic even if this host's clock stepped back.
-            update_time = max(now, current["update_time"])
-            end_time = _as_utc(op.end_time) or (update_time if op.state.terminal else None)
-            row = to_row(replace(op, version=current["version"] + 1, update_time=update_time, end_time=end_time))
-            values = {k: v for k, v in row.items() if k not in _IMMUTABLE}
-            # Identity and provenance come from the stored row, not the caller's copy.
-            stored = from_row({**row, **{k: current[k] for k in _IMMUTABLE}})
-            await conn.execute(operations.update().where(operations.c.id == op.id).values(**values))
-            if (current["state"], current["phase"]) != (values["state"], values["phase"]):
-                await self._append_transition(conn, stored, reason, message)
+        stored: Operation = await self._writer.submit(SaveOperation(op, reason, message))
         return stored
-
-    @staticmethod
-    async def _append_transition(conn: AsyncConnection, op: Operation, reason: str, message: str) -> None:
-        last_seq = (await conn.execute(
-            sa.select(sa.func.max(operation_transitions.c.seq))
-            .where(operation_transitions.c.operation_id == op.id))).scalar_one()
-        await conn.execute(operation_transitions.insert().values(
-            operation_id=op.id, seq=(last_seq or 0) + 1, state=op.state.value, phase=op.phase,
-            reason=clean_text(reason), message=clean_text(message), time=op.update_time))
 
     async def list_page(self, flt: OperationFilter, page_size: int, page_token: str) -> Page[Operation]:
         limit = tokens.page_limit(page_size)

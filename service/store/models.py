@@ -76,9 +76,17 @@ operations = sa.Table(
 sa.Index("ix_operations_keyset", operations.c.create_time, operations.c.id)
 sa.Index("ix_operations_namespace_keyset", operations.c.namespace, operations.c.create_time, operations.c.id)
 sa.Index("ix_operations_actor_keyset", operations.c.actor, operations.c.create_time, operations.c.id)
-sa.Index("ix_operations_state", operations.c.state)
-sa.Index("ix_operations_type", operations.c.type)
-sa.Index("ix_operations_target_name", operations.c.target_name)
+# Every list filter has its own (column, create_time, id) index: the page is one index
+# range read newest first, never a sort of all the matching rows.
+sa.Index("ix_operations_state_keyset", operations.c.state, operations.c.create_time, operations.c.id)
+sa.Index("ix_operations_type_keyset", operations.c.type, operations.c.create_time, operations.c.id)
+sa.Index("ix_operations_target_keyset", operations.c.target_name, operations.c.create_time, operations.c.id)
+# The reconciler's resync reads the unfinished operations every few seconds: this index
+# holds only those (usually none), so the read costs nothing however long the history.
+# The predicate must match SqlOperationRepository.unfinished's literally (no parameters).
+UNFINISHED_PREDICATE = "state IN ('PENDING', 'RUNNING')"
+sa.Index("ix_operations_unfinished", operations.c.create_time, operations.c.id,
+         postgresql_where=sa.text(UNFINISHED_PREDICATE), sqlite_where=sa.text(UNFINISHED_PREDICATE))
 sa.Index("ix_operations_export_etag", operations.c.export_etag)
 sa.Index(
     "uq_operations_actor_request_id",
@@ -126,8 +134,12 @@ sa.Index("ix_audit_events_actor", audit_events.c.actor, audit_events.c.id)
 sa.Index("ix_audit_events_namespace", audit_events.c.namespace, audit_events.c.id)
 sa.Index("ix_audit_events_action", audit_events.c.action, audit_events.c.id)
 sa.Index("ix_audit_events_outcome", audit_events.c.outcome, audit_events.c.id)
-sa.Index("ix_audit_events_resource", audit_events.c.resource)
-sa.Index("ix_audit_events_time", audit_events.c.time)
+# The resource filter is a prefix, queried as a code point range (audit_query.prefix_clause):
+# PostgreSQL's text_pattern_ops orders by code point whatever the database collation.
+sa.Index("ix_audit_events_resource_id", audit_events.c.resource, audit_events.c.id,
+         postgresql_ops={"resource": "text_pattern_ops"})
+# (time, id): a time range's first and last ids are one seek each (audit_query.TimeOrder).
+sa.Index("ix_audit_events_time_id", audit_events.c.time, audit_events.c.id)
 
 # One row (id = 1): the last appended event. Appenders lock it, which serializes the
 # chain across connections and replicas; verify uses it to detect a truncated tail.

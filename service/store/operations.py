@@ -21,11 +21,13 @@ from service.core.domain import (
 )
 from service.core.errors import ApiError, Code, not_found
 from service.core.page_tokens import PageTokens, bad_token
+from service.store import operation_read
 from service.store import page_token as tokens
+from service.store.audit_read import read_connection
 from service.store.audit_rows import draft_fields
 from service.store.failures import unavailable_when_down
 from service.store.group_commit import GroupCommit, InsertOperation, SaveOperation
-from service.store.models import operation_transitions, operations
+from service.store.models import UNFINISHED_PREDICATE, UtcDateTime, operation_transitions, operations
 from service.store.operation_rows import from_row, to_row, transition_from_row
 from service.store.text_safety import clean_text, storable
 
@@ -58,10 +60,10 @@ def _position_clause(position: dict[str, Any]) -> sa.ColumnElement[bool]:
         last_time = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise bad_token() from None
-    return sa.or_(
-        operations.c.create_time < last_time,
-        sa.and_(operations.c.create_time == last_time, operations.c.id < last_id),
-    )
+    # A row value comparison, not (t < x OR (t = x AND id < y)): both backends turn it into
+    # one index range start, the OR form scans from the newest row on PostgreSQL.
+    return sa.tuple_(operations.c.create_time, operations.c.id) < sa.tuple_(
+        sa.literal(last_time, UtcDateTime()), sa.literal(last_id, operations.c.id.type))
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -127,11 +129,11 @@ class SqlOperationRepository:
             clauses.append(_position_clause(self._tokens.open(page_token, "operations", query_fields)))
         if not storable(flt.namespace, flt.actor, flt.target_name):
             return Page(items=[])  # nothing stored can match
-        query = (sa.select(operations).where(*clauses)
+        query = (sa.select(*operation_read.columns(self._engine.dialect.name)).where(*clauses)
                  .order_by(operations.c.create_time.desc(), operations.c.id.desc()).limit(limit + 1))
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        items = [from_row(r) for r in rows[:limit]]
+        async with read_connection(self._engine) as conn:
+            rows = (await conn.execute(query)).all()
+        items = [from_row(r) for r in operation_read.decode_all(rows[:limit])]
         next_token = ""
         if len(rows) > limit:
             last = items[-1]
@@ -157,8 +159,11 @@ class SqlOperationRepository:
         return digest if isinstance(digest, str) else ""
 
     async def unfinished(self) -> list[Operation]:
-        query = (sa.select(operations).where(operations.c.state.notin_(_TERMINAL))
+        # The partial index's own predicate, as literal SQL (a bound parameter would hide
+        # from the planner that the index covers the query): an index read of the
+        # unfinished rows only, instead of a scan of every finished one (NOT IN).
+        query = (sa.select(operations).where(sa.text(UNFINISHED_PREDICATE))
                  .order_by(operations.c.create_time, operations.c.id))
-        async with self._engine.connect() as conn:
+        async with read_connection(self._engine) as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [from_row(r) for r in rows]

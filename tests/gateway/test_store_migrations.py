@@ -22,7 +22,7 @@ from service.store.migrator import alembic_config
 from service.store.models import metadata
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0004_observed_resource_version"
+HEAD = "0005_history_indexes"
 TABLES = {"operations", "operation_transitions", "audit_events", "audit_chain_head", "deployment_keys",
           "alembic_version"}
 

@@ -597,11 +597,26 @@ def _json_safe(details: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _event_time(value: datetime) -> Timestamp:
+    # Timestamp.FromDatetime's value without its Python-level calendar work (pages and
+    # exports convert one per event).
+    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
 def audit_event(event: AuditEvent) -> audit_service_pb2.AuditEvent:
     details = Struct()
-    details.update(_json_safe(event.details))
+    try:
+        # Stored details are parsed JSON already; the round trip only matters otherwise.
+        details.update(event.details)
+    except (TypeError, ValueError, AttributeError):
+        details = Struct()
+        details.update(_json_safe(event.details))
     return audit_service_pb2.AuditEvent(
-        id=event.id, time=timestamp(event.time), actor=event.actor, action=event.action,
+        id=event.id, time=_event_time(event.time), actor=event.actor, action=event.action,
         outcome=audit_service_pb2.AuditEvent.Outcome.Value(event.outcome.value), namespace=event.namespace,
         resource=event.resource, protocol=event.protocol, request_id=event.request_id,
         operation_id=event.operation_id, code=event.code, reason=event.reason, details=details,

@@ -8,9 +8,10 @@ event, the create itself, the RUNNING update; the reconciler then follows the sn
 Ready), so the ratio says what that bookkeeping costs. Goals (issue 10): the gateway's
 p50 at most 1.5x the direct p50 and its rate at least 0.9x the direct rate.
 
-The three paths run interleaved, ``--rounds`` times, so the machine's noise (and the
-cluster's growing object count: every round's snapshots are deleted after it) falls on
-all of them alike. Each database gets its own cluster and gateway processes; PostgreSQL
+The three paths run interleaved, ``--rounds`` times in a rotating order, so the
+machine's noise falls on all of them alike; the namespace's snapshots are deleted after
+every path, since the embedded cluster's work per create grows with the snapshots it holds.
+Each database gets its own cluster and gateway processes; PostgreSQL
 is a throwaway durable server (fsync and synchronous_commit on) unless ``--postgres-url``
 names one.
 
@@ -122,8 +123,11 @@ async def _measure(running: Stack, n: int, callers: int, rounds: int) -> dict[st
         # Warm every path (connections, caches) before anything is timed.
         for path in PATHS:
             await _run(callers, callers, makers[path], 10_000_000)
+        await _delete_all(objects)
         for round_number in range(rounds):
-            for path in PATHS:
+            # Each path starts from an empty namespace (the embedded cluster's work per create
+            # grows with the snapshots it holds), and the order rotates between rounds.
+            for path in PATHS[round_number % 3:] + PATHS[:round_number % 3]:
                 pids = {"gateway": running.gateway_pid, "cluster": running.cluster_pid}
                 cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
                 latencies, seconds = await _run(n, callers, makers[path], round_number * n)
@@ -131,7 +135,7 @@ async def _measure(running: Stack, n: int, callers: int, rounds: int) -> dict[st
                     samples[path].cpu[name] = samples[path].cpu.get(name, 0.0) + _cpu_seconds(pid) - cpu_before[name]
                 samples[path].latencies += latencies
                 samples[path].seconds += seconds
-            await _delete_all(objects)
+                await _delete_all(objects)
     return samples
 
 

@@ -9,6 +9,7 @@ since a lost response may hide a write that happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import aiohttp.helpers
+from yarl import URL
 
 from service.cluster.config import load_configuration, load_kube_client
 from service.cluster.errors import api_error_from_status, cluster_unreachable, watch_expired
@@ -249,6 +252,7 @@ def _parse_watch_line(kind: ResourceKind, line: bytes) -> WatchEvent | None:
     if not line:
         return None
     try:
+        # Not orjson: it reads an integer past 64 bits as a float, silently.
         frame = json.loads(line)
     except ValueError:
         return None
@@ -270,5 +274,19 @@ async def connect_cluster(*, kubeconfig: Path | None = None, context: str | None
                           retry_base_delay: float = 0.1) -> KubeClient:
     """A client for the cluster named by a kubeconfig (or the pod's in-cluster config)."""
     configuration = await load_configuration(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
-    return KubeClient(ApiClient(configuration=configuration), request_timeout=request_timeout,
-                      read_retries=read_retries, retry_base_delay=retry_base_delay)
+    api_client = ApiClient(configuration=configuration)
+    _environment_read_once(api_client)
+    return KubeClient(api_client, request_timeout=request_timeout, read_retries=read_retries,
+                      retry_base_delay=retry_base_delay)
+
+
+def _environment_read_once(api_client: ApiClient) -> None:
+    """The library's HTTP session trusts the environment, and aiohttp then looks up the
+    proxy variables (in a worker thread) and ~/.netrc on every request: a thread hand-over
+    per cluster call. The proxy for the cluster's URL is decided once, here, instead."""
+    rest = api_client.rest_client
+    if not rest.proxy:
+        with contextlib.suppress(LookupError, ValueError):
+            proxy, _ = aiohttp.helpers.get_env_proxy_for_url(URL(api_client.configuration.host or ""))
+            rest.proxy = str(proxy)
+    rest.pool_manager._trust_env = False  # aiohttp has no setter; read once above

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from service.core.domain import (
     AuditEvent,
     AuditVerification,
+    AuditVerificationProgress,
     DiskSnapshot,
     DiskSnapshotEvent,
     ExportItem,
@@ -181,6 +182,10 @@ VERIFY_AUDIT_LOG: Method[VerifyAuditLogRequest, AuditVerification] = _m(
     "VerifyAuditLog", AUDIT_SERVICE, "verify", AUDIT, VerifyAuditLogRequest, AuditVerification,
     scope=_cluster_wide)
 
+VERIFY_AUDIT_LOG_STREAM: Method[VerifyAuditLogRequest, AuditVerificationProgress] = _m(
+    "VerifyAuditLogStream", AUDIT_SERVICE, "verify", AUDIT, VerifyAuditLogRequest, AuditVerificationProgress,
+    streaming=True, scope=_cluster_wide)
+
 METHODS: tuple[Method[Any, Any], ...] = (
     CREATE_DISK_SNAPSHOT, GET_DISK_SNAPSHOT, LIST_DISK_SNAPSHOTS, DELETE_DISK_SNAPSHOT, WATCH_DISK_SNAPSHOTS,
     CREATE_VM_SNAPSHOT, GET_VM_SNAPSHOT, LIST_VM_SNAPSHOTS, DELETE_VM_SNAPSHOT, WATCH_VM_SNAPSHOTS,
@@ -188,6 +193,6 @@ METHODS: tuple[Method[Any, Any], ...] = (
     CLONE_VM, CREATE_VM_FROM_SNAPSHOT,
     EXPORT_DISK, EXPORT_DISK_SNAPSHOT,
     GET_OPERATION, LIST_OPERATIONS, WATCH_OPERATION, GET_OPERATION_TIMELINE, CANCEL_OPERATION,
-    LIST_AUDIT_EVENTS, EXPORT_AUDIT_EVENTS, VERIFY_AUDIT_LOG,
+    LIST_AUDIT_EVENTS, EXPORT_AUDIT_EVENTS, VERIFY_AUDIT_LOG, VERIFY_AUDIT_LOG_STREAM,
 )
 BY_NAME: dict[str, Method[Any, Any]] = {m.name: m for m in METHODS}

@@ -324,6 +324,16 @@ class AuditVerification:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class AuditVerificationProgress:
+    """One step of a streamed verification: ``checked`` of ``total`` events (the chain
+    head's id when it started); the last step carries the ``result``."""
+
+    checked: int
+    total: int
+    result: AuditVerification | None = None
+
+
 class VolumeMode(StrEnum):
     """DataExport status.volumeMode."""
 

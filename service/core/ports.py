@@ -7,7 +7,7 @@ implementations (SQLite/PostgreSQL, the embedded cluster over HTTP).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -57,6 +57,10 @@ class OperationRepository(Protocol):
         """The whole-image SHA-256 an export of the content tagged ``etag`` computed, or ""."""
 
 
+# (checked, total) after each batch of a verification; awaiting it paces the verification.
+VerifyProgress = Callable[[int, int], Awaitable[None]]
+
+
 class AuditRepository(Protocol):
     async def append(self, draft: AuditEventDraft) -> AuditEvent:
         """Append one event; its hash covers its fields and the previous event's hash.
@@ -68,8 +72,9 @@ class AuditRepository(Protocol):
     def stream(self, flt: AuditFilter) -> AsyncIterator[AuditEvent]:
         """Every matching event, oldest first, fetched in batches (bounded memory)."""
 
-    async def verify(self) -> AuditVerification:
-        """Recompute the whole chain in batches; report the first broken link."""
+    async def verify(self, progress: VerifyProgress | None = None) -> AuditVerification:
+        """Recompute the whole chain in batches; report the first broken link. ``progress``
+        is awaited after each batch with (checked, total)."""
 
 
 # ---------------------------------------------------------------- cluster

@@ -102,6 +102,7 @@ GRPC_REQUESTS: dict[str, Callable[[str], Message]] = {
     "ListAuditEvents": lambda op: audit.ListAuditEventsRequest(),
     "ExportAuditEvents": lambda op: audit.ExportAuditEventsRequest(),
     "VerifyAuditLog": lambda op: audit.VerifyAuditLogRequest(),
+    "VerifyAuditLogStream": lambda op: audit.VerifyAuditLogRequest(),
 }
 
 # Path parameters and JSON bodies of the REST calls, by operationId (= method name).

@@ -38,10 +38,11 @@ EXPECTED_METHODS = {
     "dvp.snapshots.v1.ExportService": {"ExportDisk", "ExportDiskSnapshot"},
     "dvp.snapshots.v1.OperationService": {
         "GetOperation", "ListOperations", "WatchOperation", "GetOperationTimeline", "CancelOperation"},
-    "dvp.snapshots.v1.AuditService": {"ListAuditEvents", "ExportAuditEvents", "VerifyAuditLog"},
+    "dvp.snapshots.v1.AuditService": {"ListAuditEvents", "ExportAuditEvents", "VerifyAuditLog",
+                                       "VerifyAuditLogStream"},
 }
 SERVER_STREAMING = {"WatchDiskSnapshots", "WatchVirtualMachineSnapshots", "ExportDisk", "ExportDiskSnapshot",
-                    "WatchOperation", "ExportAuditEvents"}
+                    "WatchOperation", "ExportAuditEvents", "VerifyAuditLogStream"}
 MUTATING = {"CreateDiskSnapshot", "DeleteDiskSnapshot", "CreateVirtualMachineSnapshot",
             "DeleteVirtualMachineSnapshot", "RestoreDisk", "RestoreVirtualMachine", "CloneVirtualMachine",
             "CreateVirtualMachineFromSnapshot", "CancelOperation"}

@@ -328,4 +328,5 @@ def test_every_operation_and_body_schema_is_generated() -> None:
         for method, op in item.items() if method != "parameters"}
     assert {op.operation_id for op in BODIED} == {
         "CreateDiskSnapshot", "CreateVirtualMachineSnapshot", "RestoreDisk", "RestoreVirtualMachine",
-        "CloneVirtualMachine", "CreateVirtualMachineFromSnapshot", "CancelOperation", "VerifyAuditLog"}
+        "CloneVirtualMachine", "CreateVirtualMachineFromSnapshot", "CancelOperation", "VerifyAuditLog",
+        "VerifyAuditLogStream"}

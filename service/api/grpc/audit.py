@@ -31,3 +31,9 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
                              context: ServicerContext) -> pb.VerifyAuditLogResponse:
         return await self._calls.unary(context, contract.VERIFY_AUDIT_LOG, request,
                                        convert.verify_audit_log_request, convert.audit_verification)
+
+    async def VerifyAuditLogStream(self, request: pb.VerifyAuditLogRequest,
+                                   context: ServicerContext) -> AsyncIterator[pb.VerifyAuditLogProgress]:
+        async for step in self._calls.stream(context, contract.VERIFY_AUDIT_LOG_STREAM, request,
+                                             convert.verify_audit_log_request, convert.audit_verification_progress):
+            yield step

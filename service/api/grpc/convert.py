@@ -35,6 +35,7 @@ from service.core.domain import (
     AuditEvent,
     AuditOutcome,
     AuditVerification,
+    AuditVerificationProgress,
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
@@ -652,4 +653,11 @@ def audit_verification(result: AuditVerification) -> audit_service_pb2.VerifyAud
     msg = audit_service_pb2.VerifyAuditLogResponse(ok=result.ok, checked=result.checked, message=result.message)
     if result.first_bad_id is not None:
         msg.first_bad_id = result.first_bad_id
+    return msg
+
+
+def audit_verification_progress(step: AuditVerificationProgress) -> audit_service_pb2.VerifyAuditLogProgress:
+    msg = audit_service_pb2.VerifyAuditLogProgress(checked=step.checked, total=step.total)
+    if step.result is not None:
+        msg.result.CopyFrom(audit_verification(step.result))
     return msg

@@ -38,6 +38,7 @@ BODY_LIMITS: dict[str, int] = {
     "RestoreVirtualMachine": 4 * KiB,
     "CancelOperation": 4 * KiB,
     "VerifyAuditLog": 4 * KiB,
+    "VerifyAuditLogStream": 4 * KiB,
 }
 MAX_BODY_BYTES = max(BODY_LIMITS.values())
 # No request schema nests deeper than 4: a body nested far deeper is refused as a whole.

@@ -67,6 +67,7 @@ CONTRACT_ROUTES: tuple[ContractRoute, ...] = (
     C("GET", "/v1/audit/events", contract.LIST_AUDIT_EVENTS, audit.list_audit_events),
     C("GET", "/v1/audit/events:export", contract.EXPORT_AUDIT_EVENTS, audit.export_audit_events),
     C("POST", "/v1/audit:verify", contract.VERIFY_AUDIT_LOG, audit.verify_audit_log),
+    C("POST", "/v1/audit:verifyStream", contract.VERIFY_AUDIT_LOG_STREAM, audit.verify_audit_log_stream),
 )
 
 # Not contract methods: unauthenticated probes and the document itself.

@@ -8,6 +8,7 @@ from typing import Any
 from service.core.domain import (
     AuditEvent,
     AuditVerification,
+    AuditVerificationProgress,
     Condition,
     DiskSnapshot,
     DiskSnapshotEvent,
@@ -163,3 +164,10 @@ AUDIT_CSV_COLUMNS = ("id", "time", "actor", "action", "outcome", "namespace", "r
 
 def audit_verification(v: AuditVerification) -> JsonObject:
     return {"ok": v.ok, "checked": v.checked, "firstBadId": v.first_bad_id, "message": v.message}
+
+
+def audit_verification_progress(step: AuditVerificationProgress) -> JsonObject:
+    doc: JsonObject = {"checked": step.checked, "total": step.total}
+    if step.result is not None:
+        doc["result"] = audit_verification(step.result)
+    return doc

@@ -15,7 +15,7 @@ from service.api.rest.handlers.common import json_response
 from service.api.rest.parsing import Body, Query
 from service.api.rest.streams import serve_lines
 from service.core import contract
-from service.core.domain import AuditEvent, AuditOutcome
+from service.core.domain import AuditEvent, AuditOutcome, AuditVerificationProgress
 from service.core.requests import ListAuditEventsRequest, VerifyAuditLogRequest
 
 NDJSON = "application/x-ndjson"
@@ -101,3 +101,16 @@ async def verify_audit_log(request: web.Request) -> web.StreamResponse:
     Body(await json_object(request, required=False), ()).check()
     result = await gateway(request).call(context(request), contract.VERIFY_AUDIT_LOG, VerifyAuditLogRequest())
     return json_response(wire.audit_verification(result))
+
+
+async def verify_audit_log_stream(request: web.Request) -> web.StreamResponse:
+    """The same verification as JSON Lines: a progress line after each batch of events
+    checked, the last one with the result."""
+    Query(request.query, ())
+    Body(await json_object(request, required=False), ()).check()
+    steps = gateway(request).stream(context(request), contract.VERIFY_AUDIT_LOG_STREAM, VerifyAuditLogRequest())
+    return await serve_lines(request, steps, NDJSON, _progress_line)
+
+
+def _progress_line(step: AuditVerificationProgress) -> bytes:
+    return (json.dumps(wire.audit_verification_progress(step), separators=(",", ":")) + "\n").encode()

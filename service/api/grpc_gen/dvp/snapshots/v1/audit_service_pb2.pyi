@@ -285,6 +285,38 @@ class VerifyAuditLogRequest(_message.Message):
 Global___VerifyAuditLogRequest: _TypeAlias = VerifyAuditLogRequest  # noqa: Y015
 
 @_typing.final
+class VerifyAuditLogProgress(_message.Message):
+    """A step of AuditService.VerifyAuditLogStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKED_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    checked: _builtins.int
+    """Events checked so far."""
+    total: _builtins.int
+    """Events to check: the last event's id when the verification started."""
+    @_builtins.property
+    def result(self) -> Global___VerifyAuditLogResponse:
+        """The verification's result, on the last message only."""
+
+    def __init__(
+        self,
+        *,
+        checked: _builtins.int = ...,
+        total: _builtins.int = ...,
+        result: Global___VerifyAuditLogResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked", b"checked", "result", b"result", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAuditLogProgress: _TypeAlias = VerifyAuditLogProgress  # noqa: Y015
+
+@_typing.final
 class VerifyAuditLogResponse(_message.Message):
     """Response of AuditService.VerifyAuditLog."""
 

@@ -51,6 +51,11 @@ class AuditServiceStub:
                 request_serializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.SerializeToString,
                 response_deserializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogResponse.FromString,
                 _registered_method=True)
+        self.VerifyAuditLogStream = channel.unary_stream(
+                '/dvp.snapshots.v1.AuditService/VerifyAuditLogStream',
+                request_serializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.SerializeToString,
+                response_deserializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogProgress.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -78,6 +83,14 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyAuditLogStream(self, request, context):
+        """The same verification, streamed: a message after each batch of events checked (the
+        verification waits while the caller has not read it), the last one with the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +108,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditLog,
                     request_deserializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.FromString,
                     response_serializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogResponse.SerializeToString,
+            ),
+            'VerifyAuditLogStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.VerifyAuditLogStream,
+                    request_deserializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.FromString,
+                    response_serializer=dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +197,33 @@ class AuditService:
             '/dvp.snapshots.v1.AuditService/VerifyAuditLog',
             dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.SerializeToString,
             dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditLogStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dvp.snapshots.v1.AuditService/VerifyAuditLogStream',
+            dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.SerializeToString,
+            dvp_dot_snapshots_dot_v1_dot_audit__service__pb2.VerifyAuditLogProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class AuditServiceStub:
     """Streams every matching audit event, oldest first."""
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyAuditLogRequest, _audit_service_pb2.VerifyAuditLogResponse]
     """Recomputes the hash chain and reports the first broken link."""
+    VerifyAuditLogStream: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.VerifyAuditLogRequest, _audit_service_pb2.VerifyAuditLogProgress]
+    """The same verification, streamed: a message after each batch of events checked (the
+    verification waits while the caller has not read it), the last one with the result.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -53,6 +57,10 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """Streams every matching audit event, oldest first."""
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyAuditLogRequest, _audit_service_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
     """Recomputes the hash chain and reports the first broken link."""
+    VerifyAuditLogStream: _aio.UnaryStreamMultiCallable[_audit_service_pb2.VerifyAuditLogRequest, _audit_service_pb2.VerifyAuditLogProgress]  # type: ignore[assignment]
+    """The same verification, streamed: a message after each batch of events checked (the
+    verification waits while the caller has not read it), the last one with the result.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads, exports and verifies the append-only, hash-chained audit log. Auditors only."""
@@ -80,5 +88,15 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.VerifyAuditLogResponse, _abc.Awaitable[_audit_service_pb2.VerifyAuditLogResponse]]:
         """Recomputes the hash chain and reports the first broken link."""
+
+    @_abc_1.abstractmethod
+    def VerifyAuditLogStream(
+        self,
+        request: _audit_service_pb2.VerifyAuditLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.VerifyAuditLogProgress], _abc.AsyncIterator[_audit_service_pb2.VerifyAuditLogProgress]]:
+        """The same verification, streamed: a message after each batch of events checked (the
+        verification waits while the caller has not read it), the last one with the result.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

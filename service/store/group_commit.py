@@ -216,6 +216,12 @@ def _append_events(conn: Connection, batch: list[dict[str, Any]]) -> list[AuditE
         raise RuntimeError("audit_chain_head is missing: run the database migrations")
     last_id, last_hash = int(head["last_id"]), str(head["last_hash"])
     now = utcnow()
+    if last_id:
+        # Times follow ids even when a clock steps back (this host's, or another replica's
+        # running ahead): time-range pages turn since/until into id bounds.
+        previous = conn.execute(sa.select(audit_events.c.time).where(audit_events.c.id == last_id)).scalar()
+        if previous is not None and previous > now:
+            now = previous
     rows = []
     for fields in batch:
         last_id += 1

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -21,6 +22,7 @@ from service.core.domain import (
     ResourceRef,
 )
 from service.core.errors import ApiError
+from service.store import group_commit
 from service.store.db import Database
 
 pytestmark = pytest.mark.timeout(120)
@@ -105,3 +107,13 @@ async def test_a_stale_save_is_refused_while_its_neighbours_land(database: Datab
     assert all(isinstance(o, Operation) and o.version == 2 for o in outcomes[1:])
     assert (await database.operations.get(ops[0].id)).state is OperationState.PENDING  # type: ignore[union-attr]
 
+
+
+async def test_event_times_never_step_back(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that steps back (or a replica behind another) does not put an event before
+    the one it follows: time-range pages rely on times following ids."""
+    first = await database.audit.append(_draft(1))
+    monkeypatch.setattr(group_commit, "utcnow", lambda: first.time - timedelta(hours=1))
+    second = await database.audit.append(_draft(2))
+    assert second.id == first.id + 1 and second.time == first.time
+    assert (await database.audit.verify()).ok

@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import sys
 import threading
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
@@ -29,11 +30,9 @@ def deferred_package(name: str) -> ModuleType:
     with _lock:
         if name in sys.modules:
             return sys.modules[name]
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-            raise ImportError(f"{name} is not an importable package", name=name)
-        module = importlib.util.module_from_spec(spec)
+        module, spec = unloaded_package(name)
         loader = spec.loader
+        assert loader is not None  # unloaded_package checked it
 
         def __getattr__(attr: str) -> Any:
             if attr.startswith("__"):  # import machinery probing (__all__, __wrapped__...): no full load
@@ -50,6 +49,14 @@ def deferred_package(name: str) -> ModuleType:
         module.__dict__[DEFERRED] = True
         register(name, module)
         return module
+
+
+def unloaded_package(name: str) -> tuple[ModuleType, ModuleSpec]:
+    """A module object for the package ``name``, its ``__init__`` not run, and its spec."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.origin is None or spec.submodule_search_locations is None:
+        raise ImportError(f"{name} is not an importable package", name=name)
+    return importlib.util.module_from_spec(spec), spec
 
 
 def register(name: str, module: ModuleType) -> None:

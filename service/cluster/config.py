@@ -142,11 +142,8 @@ def _models_by_name(name: str) -> ModuleType:
     """The models package, each model imported when it is first asked for by name."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None or spec.submodule_search_locations is None:
-        raise ImportError(f"{name} is not an importable package", name=name)
-    module = importlib.util.module_from_spec(spec)
-    origin = spec.origin
+    module, spec = lazy_imports.unloaded_package(name)
+    origin = str(spec.origin)
     where: dict[str, str] = {}
 
     def __getattr__(attr: str) -> Any:

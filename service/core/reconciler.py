@@ -13,7 +13,6 @@ skipped and the first resync after taking over catches up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from datetime import timedelta
@@ -28,7 +27,7 @@ from service.core.errors import ApiError, Code
 from service.core.op_updates import OperationWriter
 from service.core.ports import Leadership, ResourceKind, WatchEvent, WatchSource
 from service.core.progress import follow_resource
-from service.core.workqueue import WorkQueue
+from service.core.workqueue import WorkQueue, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,7 @@ class Reconciler:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
         await self._events.stop()
 
     # ------------------------------------------------------------ loops

@@ -43,11 +43,7 @@ class WorkQueue(Generic[K, V]):
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
 
     async def _work(self) -> None:
         while True:
@@ -60,3 +56,12 @@ class WorkQueue(Generic[K, V]):
                 self._processing.discard(key)
                 if key in self._pending:  # changed again while being handled
                     self._ready.put_nowait(key)
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has finished."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from service.core.domain import (
     OperationFilter,
     OperationState,
     OperationType,
+    Page,
     ResourceRef,
 )
 from service.store import audit as audit_module
@@ -95,14 +97,24 @@ def _naive(rows: list[dict[str, Any]], flt: AuditFilter) -> list[int]:
     return sorted(r["id"] for r in rows if keep(r))
 
 
-async def _all_pages(database: Database, flt: AuditFilter, size: int) -> list[int]:
-    ids, token = [], ""
+F = TypeVar("F")
+P = TypeVar("P")
+
+
+async def _every_page(list_page: Callable[[F, int, str], Awaitable[Page[P]]], flt: F, size: int) -> list[P]:
+    """Every item of every page, following the tokens."""
+    items: list[P] = []
+    token = ""
     while True:
-        page = await database.audit.list_page(flt, size, token)
-        ids += [e.id for e in page.items]
+        page = await list_page(flt, size, token)
+        items += page.items
         token = page.next_page_token
         if not token:
-            return ids
+            return items
+
+
+async def _all_pages(database: Database, flt: AuditFilter, size: int) -> list[int]:
+    return [e.id for e in await _every_page(database.audit.list_page, flt, size)]
 
 
 def _instants(rows: list[dict[str, Any]]) -> st.SearchStrategy[datetime | None]:
@@ -199,15 +211,7 @@ async def test_export_equals_the_list(database: Database, monkeypatch: pytest.Mo
     for flt in (AuditFilter(), AuditFilter(actor="bob"), AuditFilter(since=BASE + timedelta(minutes=20)),
                 AuditFilter(resource="a", until=BASE + timedelta(hours=1))):
         exported = [e async for e in database.audit.stream(flt)]
-        listed: list[AuditEvent] = []
-        token = ""
-        while True:
-            page = await database.audit.list_page(flt, 9, token)
-            listed += page.items
-            token = page.next_page_token
-            if not token:
-                break
-        assert exported == listed
+        assert exported == await _every_page(database.audit.list_page, flt, 9)
         assert [e.id for e in exported] == _naive(rows, flt)
 
 
@@ -220,7 +224,7 @@ async def test_verify_reports_progress_per_batch(database: Database, monkeypatch
     async def progress(checked: int, total: int) -> None:
         reports.append((checked, total))
 
-    result = await database.audit.verify(progress)  # type: ignore[call-arg]
+    result = await database.audit.verify(progress)
     assert (result.ok, result.checked) == (True, 10)
     assert reports == [(4, 10), (8, 10), (10, 10)]
 
@@ -309,13 +313,7 @@ async def test_operations_list_equals_a_naive_filter(database: Database, flt: Op
     wanted = {k: v.value if hasattr(v, "value") else v for k, v in asdict(flt).items() if v is not None}
     expected = sorted((r for r in OPERATION_ROWS if all(r[k] == v for k, v in wanted.items())),
                       key=lambda r: (r["create_time"], r["id"]), reverse=True)
-    seen, token = [], ""
-    while True:
-        page = await database.operations.list_page(flt, size, token)
-        seen += [o.id for o in page.items]
-        token = page.next_page_token
-        if not token:
-            break
+    seen = [o.id for o in await _every_page(database.operations.list_page, flt, size)]
     assert seen == [r["id"] for r in expected], flt
 
 

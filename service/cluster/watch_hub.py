@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from service.core.errors import ApiError, Code
+from service.core.errors import ApiError, Code, watch_overflow
 from service.core.ports import ClusterClient, ResourceKind, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Subscription:
     Kept small and cheap (a gateway holds thousands): a plain deque and at most one
     waiting future instead of an ``asyncio.Queue``; the hub's per-subscriber work is a
     filter check and an append of the shared event. The backlog is bounded: a subscriber
-    that falls ``queue_size`` events behind is cut off with WATCH_SUBSCRIBER_TOO_SLOW
+    that falls ``queue_size`` events behind is cut off with WATCH_OVERFLOW
     (raised ahead of anything queued) and never slows the hub or the others."""
 
     __slots__ = ("_abort", "_closed", "_hub", "_items", "_queue_size", "_registered", "_waiter", "kind",
@@ -152,10 +152,8 @@ class Subscription:
         if self._abort is not None:
             return
         if len(self._items) >= self._queue_size:
-            self._abort = item if isinstance(item, ApiError) else ApiError(
-                Code.UNAVAILABLE, "WATCH_SUBSCRIBER_TOO_SLOW",
-                f"the watch on {self.kind.kind} was closed: the client did not keep up with the events",
-                retry_after_seconds=1)
+            self._abort = item if isinstance(item, ApiError) else watch_overflow(
+                f"{self.kind.kind}: the client did not keep up with the events")
             self._items.clear()  # nothing queued will be read: free it now
             self._hub._unregister(self)
         else:

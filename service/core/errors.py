@@ -148,6 +148,18 @@ def stale_operation(operation_id: str, read_version: int, stored_version: int) -
                     metadata={"operation_id": operation_id})
 
 
+# What a watcher that fell too far behind is told, by every layer that bounds it (the
+# watch hub's backlog, the SSE socket's buffer): its view is incomplete, so it has to list
+# again and watch again; retrying the watch alone would miss what it dropped.
+WATCH_OVERFLOW = "WATCH_OVERFLOW"
+
+
+def watch_overflow(what: str) -> ApiError:
+    return ApiError(Code.ABORTED, WATCH_OVERFLOW, "the watch fell too far behind the changes and was closed: "
+                    f"list again, then watch again ({what})", retry_after_seconds=1,
+                    metadata={"resync": "RESYNC_REQUIRED"})
+
+
 def database_unavailable(retry_after_seconds: int = 2) -> ApiError:
     """The database did not answer in time (locked past the busy timeout, or down)."""
     return unavailable("the database is unavailable or busy; retry shortly", retry_after_seconds,

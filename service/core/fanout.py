@@ -22,8 +22,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from service.core.errors import ApiError, Code
-
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -55,15 +53,3 @@ class OncePer(Generic[K, V]):
         if len(self._memo) > self._size:
             self._memo.popitem(last=False)
         return value
-
-
-# What a watcher that fell too far behind is told, by every door (the hub's bounded
-# queue, the SSE socket's bounded buffer, ...): its view is incomplete, so it has to list
-# again and watch again; retrying the watch alone would miss what it dropped.
-WATCH_OVERFLOW = "WATCH_OVERFLOW"
-OVERFLOW_HINT = "the watch fell too far behind the changes and was closed: list again, then watch again"
-
-
-def watch_overflow(what: str) -> ApiError:
-    return ApiError(Code.ABORTED, WATCH_OVERFLOW, f"{OVERFLOW_HINT} ({what})", retry_after_seconds=1,
-                    metadata={"resync": "RESYNC_REQUIRED"})

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from service.api.rest.context import REQUEST_ID
 from service.api.rest.problems import internal_error, problem_document
-from service.core.errors import ApiError
-from service.core.fanout import OncePer, watch_overflow
+from service.core.errors import ApiError, watch_overflow
+from service.core.fanout import OncePer
 
 log = logging.getLogger("dvp.rest.streams")
 

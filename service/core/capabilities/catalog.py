@@ -14,7 +14,7 @@ from service.core.capabilities.registry import Call, Registry
 from service.core.contract import Method
 from service.core.domain import Page, WatchEventType
 from service.core.errors import ApiError, Code, not_found
-from service.core.fanout import OncePer, watch_overflow
+from service.core.fanout import OncePer
 from service.core.page_tokens import PageTokens
 from service.core.ports import ClusterClient, ResourceKind, WatchSource
 from service.core.requests import ListRequest, ObjectKey, WatchRequest
@@ -116,26 +116,21 @@ class Catalog(Generic[T, E]):
         delivered: dict[str, str] = {}
         members = WatchEventType.__members__
         async with self._hub.subscribe(self._kind, namespace, name or None) as events:
-            try:
-                async for event in events:
-                    kind = members.get(event.type)
-                    if kind is None:
-                        continue  # BOOKMARK and anything unknown
-                    shared = self._translate(event.object)
-                    item = shared.item
-                    if item.namespace != namespace or (name and item.name != name):
-                        continue
-                    if kind is WatchEventType.DELETED:
-                        delivered.pop(item.name, None)
-                    elif delivered.get(item.name) == item.resource_version:
-                        continue
-                    else:
-                        delivered[item.name] = item.resource_version
-                    out = shared.events.get(kind)
-                    if out is None:
-                        out = shared.events[kind] = self._event(kind, item)
-                    yield out
-            except ApiError as exc:
-                if exc.reason == "WATCH_SUBSCRIBER_TOO_SLOW":  # the hub's bounded queue overflowed
-                    raise watch_overflow(self._kind.kind) from None
-                raise
+            async for event in events:
+                kind = members.get(event.type)
+                if kind is None:
+                    continue  # BOOKMARK and anything unknown
+                shared = self._translate(event.object)
+                item = shared.item
+                if item.namespace != namespace or (name and item.name != name):
+                    continue
+                if kind is WatchEventType.DELETED:
+                    delivered.pop(item.name, None)
+                elif delivered.get(item.name) == item.resource_version:
+                    continue
+                else:
+                    delivered[item.name] = item.resource_version
+                out = shared.events.get(kind)
+                if out is None:
+                    out = shared.events[kind] = self._event(kind, item)
+                yield out

@@ -125,6 +125,11 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[s
     if settings.embedded:
         try:
             handle = await stack.enter_async_context(embedded_context(settings))
+        except OSError as exc:
+            if settings.embedded_port == 0:
+                raise StartupError(f"the embedded cluster did not start: {_describe(exc)}") from None
+            raise StartupError(f"cannot listen on 127.0.0.1:{settings.embedded_port} (embedded cluster, "
+                               f"--embedded-port): {os_reason(exc)}") from None
         except Exception as exc:   # e.g. its StateError: a damaged or locked state directory
             raise StartupError(f"the embedded cluster did not start: {_describe(exc)}") from None
         app.settings = settings = replace(settings, kubeconfig=handle.kubeconfig)
@@ -140,9 +145,28 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[s
              f"store {safe_url(settings.effective_database_url)}"]   # password hidden
     if cluster_note:
         lines.append(cluster_note)
+    demo = "demo" if cluster_note and settings.embedded_seed_demo else ""
+    lines.append(f"client config {_write_client_config(settings, app.grpc_port, app.rest_port, demo)} "
+                 "(dvpctl and service.client read it)")
     if dev_token:
         lines.append(f"dev bearer token: {dev_token}   (also in {settings.data_dir / 'dev-token'})")
     return lines
+
+
+def _write_client_config(settings: Settings, grpc_port: int, rest_port: int, namespace: str) -> Path:
+    from service.client.config import ClientConfig, connect_host, write_config
+
+    scheme = "https" if settings.tls_enabled else "http"
+    dev_token = settings.data_dir / "dev-token"
+    config = ClientConfig(
+        rest=f"{scheme}://{connect_host(settings.rest_host)}:{rest_port}",
+        grpc=f"{connect_host(settings.grpc_host)}:{grpc_port}", tls=settings.tls_enabled,
+        token_file=dev_token if settings.auth == "static" and dev_token.is_file() else None,
+        namespace=namespace)
+    try:
+        return write_config(settings.data_dir / "client.yaml", config)
+    except OSError as exc:
+        raise StartupError(f"--data-dir: cannot write client.yaml to {settings.data_dir}: {os_reason(exc)}") from None
 
 
 async def _serve(settings: Settings) -> int:

@@ -36,13 +36,13 @@ class EmbeddedHandle:
         await self._cluster.stop()
 
 
-async def start_embedded_cluster(settings: Settings, *, port: int = 0) -> EmbeddedHandle:
+async def start_embedded_cluster(settings: Settings) -> EmbeddedHandle:
     module = importlib.import_module(EMBEDDED_MODULE)
     # TLS on: kubectl (client-go) refuses to send a bearer token over plain HTTP, and a
     # person trying the product should be able to point kubectl at it. The state directory
     # keeps the cluster's objects (so the SQL history and the cluster agree after a restart)
     # and its CA, admin token and port (so the kubeconfig written below stays valid).
-    config = module.EmbeddedClusterConfig(port=port, tls=True, step_delay=settings.embedded_step_delay,
+    config = module.EmbeddedClusterConfig(port=settings.embedded_port, tls=True, step_delay=settings.embedded_step_delay,
                                           seed_demo=settings.embedded_seed_demo,
                                           state_dir=settings.data_dir / "embedded-cluster")
     cluster = module.EmbeddedCluster(config)

@@ -55,6 +55,8 @@ class Settings:
     kube_context: str = ""
     in_cluster: bool = False
     embedded_step_delay: float = 1.0     # realistic pacing for a demo; tests use 0
+    # 0: the port of its last start (kept in its state directory) if free, else a free one.
+    embedded_port: int = 0
     embedded_seed_demo: bool = True
     # Bearer tokens and the authorization policy. Empty in embedded mode: a dev token
     # file is created in data_dir and its token printed once.
@@ -227,6 +229,10 @@ OPTIONS: dict[str, Option] = {
                            "the kubeconfig's current-context", metavar="NAME"),
     "in_cluster": Option("cluster", "use the pod's service account (when running inside the cluster)",
                          _bool, "off"),
+    "embedded_port": Option(
+        "cluster", "port of the embedded cluster's API server (https on 127.0.0.1; its kubeconfig is "
+        "written to DIR/embedded-kubeconfig.yaml)", _port,
+        "0: the port of its last start if free, else a free one", metavar="PORT"),
     "embedded_step_delay": Option(
         "cluster", "seconds the embedded cluster's simulated controllers wait between steps; "
         "0 for none", _seconds(zero_ok=True), metavar="SECONDS"),

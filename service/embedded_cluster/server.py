@@ -42,7 +42,7 @@ from service.embedded_cluster.apiserver.tls import generate, issue
 from service.embedded_cluster.controllers import ControllerManager, ControllerSettings
 from service.embedded_cluster.controllers.content import MAX_CHUNK
 from service.embedded_cluster.controllers.resources import DATAEXPORT
-from service.embedded_cluster.controllers.seed import seed_demo
+from service.embedded_cluster.controllers.seed import DEMO_NAMESPACE, seed_demo
 from service.embedded_cluster.controllers.settings import DEFAULT_EXPORT_CHUNK
 from service.embedded_cluster.schema import SchemaAdmission, load_resource_types
 from service.embedded_cluster.state import StateDir
@@ -224,10 +224,13 @@ class EmbeddedCluster:
         cluster: dict[str, Any] = {"server": self.url}
         if self.ca_pem is not None:
             cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
+        context = {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME}
+        if self.config.seed_demo:   # so the guide's `d8 k get vdsnapshot` finds the demo's objects
+            context["namespace"] = DEMO_NAMESPACE
         return {"apiVersion": "v1", "kind": "Config", "preferences": {},
                 "clusters": [{"name": CONTEXT_NAME, "cluster": cluster}],
                 "users": [{"name": CONTEXT_NAME, "user": {"token": token or self.admin_token}}],
-                "contexts": [{"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME}}],
+                "contexts": [{"name": CONTEXT_NAME, "context": context}],
                 "current-context": CONTEXT_NAME}
 
     def write_kubeconfig(self, path: Path, *, token: str | None = None) -> Path:

@@ -87,7 +87,10 @@ def demo_objects(namespace: str) -> list[tuple[str, Obj]]:
     ]
 
 
-async def seed_demo(store: ObjectStore, namespace: str = "demo") -> None:
+DEMO_NAMESPACE = "demo"
+
+
+async def seed_demo(store: ObjectStore, namespace: str = DEMO_NAMESPACE) -> None:
     """Create the demo objects that are missing (idempotent); the controllers make them Ready."""
     for resource, obj in demo_objects(namespace):
         try:

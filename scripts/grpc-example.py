@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""The guide's disk snapshot through the gRPC API: create it, then follow the operation.
+"""The guide's disk snapshot through the raw gRPC stubs: create it, then follow the operation.
 
-    .venv/bin/python scripts/grpc-example.py --token "$(cat var/dev-token)"
+    .venv/bin/python scripts/grpc-example.py
+
+The address and the token default to what `dvp-gateway serve` wrote in var/client.yaml.
+(service.client.GatewayClient does the same with typed errors, retries and wait().)
 """
 
 from __future__ import annotations
@@ -20,15 +23,21 @@ from service.api.grpc_gen.dvp.snapshots.v1 import (
     snapshot_service_pb2,
     snapshot_service_pb2_grpc,
 )
+from service.client.config import ConfigError, find_config, load_config
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", default="127.0.0.1:50051")
-    parser.add_argument("--token", required=True)
+    try:
+        config = load_config(find_config())
+        token = config.bearer_token()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    parser.add_argument("--target", default=config.grpc, help="host:port (default: %(default)s)")
+    parser.add_argument("--token", default=token, required=not token, help="bearer token (default: the config's)")
     parser.add_argument("--namespace", default="demo")
     parser.add_argument("--disk", default="linux-vm-root")
-    parser.add_argument("--name", default="linux-vm-root-snapshot")
+    parser.add_argument("--name", default="linux-vm-root-snapshot-grpc")
     parser.add_argument("--request-id", default=str(uuid.uuid4()), help="idempotency key; replay to get the same op")
     args = parser.parse_args()
 

@@ -1,0 +1,1 @@
+"""One module per area; each handler is ``async def (ctx: Ctx) -> int`` (the exit code)."""

@@ -26,9 +26,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     DVP_GATEWAY_MIGRATIONS_DIR=/app/migrations \
     DVP_GATEWAY_OPENAPI_PATH=/app/openapi.yaml \
     DVP_GATEWAY_GRPC_HOST=0.0.0.0 \
-    DVP_GATEWAY_REST_HOST=0.0.0.0
+    DVP_GATEWAY_REST_HOST=0.0.0.0 \
+    DVP_GATEWAY_METRICS_HOST=0.0.0.0
 USER 10001:10001
-EXPOSE 50051 8080
+EXPOSE 50051 8080 9464
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz').status==200 else 1)"
 ENTRYPOINT ["dvp-gateway"]
 CMD ["serve"]

@@ -175,7 +175,8 @@ class GatewayProcess:
     def command(self) -> list[str]:
         return [str(BIN / "dvp-gateway"), "serve", "--data-dir", str(self.directory), "--kubeconfig",
                 str(self.kubeconfig), "--token-file", str(self.token_file), "--policy-file", str(self.policy_file),
-                "--grpc-port", str(self.grpc_port), "--rest-port", str(self.rest_port), "--log-level",
+                "--grpc-port", str(self.grpc_port), "--rest-port", str(self.rest_port), "--metrics-port", "0",
+                "--log-level",
                 self.log_level, "--database-url", self.database_url, *self.extra_args]
 
     def spawn(self) -> None:

@@ -36,6 +36,9 @@ from service.core.gateway import CoreSettings, Gateway
 from service.core.kube_auth import SubjectAccessReviewAuthorizer, TokenReviewAuthenticator
 from service.export.upstream import UpstreamBlocks
 from service.log import redact
+from service.observability.listener import start_metrics_listener
+from service.observability.metrics import GatewayMetrics
+from service.observability.telemetry import Telemetry
 from service.settings import (
     Settings,
     StartupError,
@@ -69,6 +72,11 @@ class GatewayApp:
     core_settings: CoreSettings = field(default_factory=CoreSettings)
     grpc_port: int = 0
     rest_port: int = 0
+    metrics_port: int = 0   # 0 while metrics are off
+    # An OpenTelemetry SDK TracerProvider to trace into (tests: an in-memory exporter's);
+    # tracing is then on whatever the settings say, and the provider is the caller's to shut down.
+    tracer_provider: Any = None
+    telemetry: Telemetry = field(default_factory=Telemetry.off)
     _stack: list[object] = field(default_factory=list)
     _db: Database | None = None
     _gateway: Gateway | None = None
@@ -79,6 +87,7 @@ class GatewayApp:
     _elector: LeaderElector | None = None
     _elector_task: asyncio.Task[None] | None = None
     _blocks: UpstreamBlocks | None = None
+    _metrics: web.AppRunner | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, core_settings: CoreSettings | None = None) -> GatewayApp:
@@ -122,25 +131,30 @@ class GatewayApp:
     async def _start(self) -> None:
         s = self.settings
         url = s.effective_database_url
+        self.telemetry = telemetry = _telemetry(s, self.tracer_provider)
         # The kubeconfig first: reading it needs no network, so a broken one fails at once.
         try:
             cluster = await connect_cluster(kubeconfig=s.kubeconfig, context=s.kube_context or None,
-                                            in_cluster=s.in_cluster)
+                                            in_cluster=s.in_cluster,
+                                            trace_configs=telemetry.cluster_trace_configs())
         except ApiError as exc:
             raise StartupError(f"{cluster_flag(s)}: {exc.message}") from None
         self._cluster = cluster
-        self._db = await open_database(url)
+        self._db = await open_database(url, telemetry)
+        if telemetry.metrics is not None:
+            telemetry.metrics.observe_pool(self._db.engine.pool)
         if self.authenticator is None or self.authorizer is None:
             self.authenticator = TokenReviewAuthenticator(cluster)
             self.authorizer = SubjectAccessReviewAuthorizer(cluster)
-        self._hub = WatchHub(cluster)
+        self._hub = WatchHub(cluster, on_restart=telemetry.watch_restarted)
         # Background reconciling runs on one replica at a time: the holder of this Lease.
         cs = self.core_settings
         self._elector = LeaderElector(cluster, cs.lease_namespace, cs.lease_name,
                                       identity=_lease_identity(s),
                                       lease_seconds=int(cs.lease_duration), retry_period=cs.lease_renew_interval)
         self._elector_task = asyncio.create_task(self._elector.run(), name="lease")
-        self._blocks = UpstreamBlocks(cluster.authorization, client_cert=cluster.client_certificate())
+        self._blocks = UpstreamBlocks(cluster.authorization, client_cert=cluster.client_certificate(),
+                                      trace_configs=telemetry.cluster_trace_configs(exporter=True))
         self._gateway = Gateway(operations=self._db.operations, audit=self._db.audit, cluster=cluster,
                                 hub=self._hub, authenticator=self.authenticator, authorizer=self.authorizer,
                                 page_tokens=self._db.page_tokens, settings=cs, leader=self._elector,
@@ -154,12 +168,12 @@ class GatewayApp:
         check_listen(s.grpc_host, s.grpc_port, "gRPC")
         try:
             self._grpc, self.grpc_port = await start_grpc_server(self._gateway, host=s.grpc_host,
-                                                                 port=s.grpc_port, tls=grpc_tls)
+                                                                 port=s.grpc_port, tls=grpc_tls, telemetry=telemetry)
         except (OSError, RuntimeError):
             check_listen(s.grpc_host, s.grpc_port, "gRPC")   # lost a race for the port: say why
             raise StartupError(f"cannot listen on {_address(s.grpc_host, s.grpc_port)} (gRPC): "
                                "grpc could not bind it") from None
-        rest_app = create_rest_app(self._gateway, openapi_path=OPENAPI_PATH)
+        rest_app = create_rest_app(self._gateway, openapi_path=OPENAPI_PATH, telemetry=telemetry)
         self._rest = rest_runner(rest_app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._rest.setup()
         site = web.TCPSite(self._rest, s.rest_host, s.rest_port, ssl_context=server_ssl_context(s))
@@ -169,9 +183,22 @@ class GatewayApp:
             raise StartupError(f"cannot listen on {_address(s.rest_host, s.rest_port)} (REST): "
                                f"{os_reason(exc)}") from None
         self.rest_port = _bound_port(self._rest)
+        if telemetry.metrics is not None:
+            await self._start_metrics(telemetry.metrics)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway started", extra={"fields": {"grpc_port": self.grpc_port, "rest_port": self.rest_port,
+                                                      "metrics_port": self.metrics_port,
                                                       "database": safe_url(url)}})
+
+    async def _start_metrics(self, metrics: GatewayMetrics) -> None:
+        s = self.settings
+        check_listen(s.metrics_host, s.metrics_port, "metrics")
+        try:
+            self._metrics, self.metrics_port = await start_metrics_listener(metrics.registry, s.metrics_host,
+                                                                            s.metrics_port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {_address(s.metrics_host, s.metrics_port)} (metrics): "
+                               f"{os_reason(exc)}") from None
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace
@@ -198,12 +225,24 @@ class GatewayApp:
             await self._cluster.close()
         if self._db is not None:
             await self._db.close()
+        if self._metrics is not None:
+            await self._metrics.cleanup()
+        await self.telemetry.close()   # sends the spans still queued
         log.info("gateway stopped")
 
     async def _set_health(self, status: int) -> None:
         health = getattr(self._grpc, "health_servicer", None)
         if health is not None:
             await health.set("", status)
+
+
+def _telemetry(settings: Settings, provider: Any) -> Telemetry:
+    """Metrics (on by default) and traces (off by default: then OpenTelemetry is not
+    even imported), as the settings ask."""
+    metrics = GatewayMetrics() if settings.metrics else None
+    if settings.tracing or provider is not None:
+        return Telemetry.with_tracing(metrics, endpoint=settings.otlp_endpoint, provider=provider)
+    return Telemetry(metrics)
 
 
 def _lease_identity(settings: Settings) -> str:
@@ -249,14 +288,14 @@ def check_listen(host: str, port: int, door: str) -> None:
     raise StartupError(f"{where}: {os_reason(failure) if failure else 'no address to bind'}")
 
 
-async def open_database(url: str) -> Database:
+async def open_database(url: str, telemetry: Telemetry | None = None) -> Database:
     """Migrate and connect, in bounded time; StartupError naming the database (its
     password hidden) and the reason."""
     deadline = asyncio.timeout(DATABASE_START_TIMEOUT)
     try:
         async with deadline:
             await migrate(url)
-            return await Database.connect(url)
+            return await Database.connect(url, telemetry)
     except TimeoutError:
         reason = (f"no answer within {DATABASE_START_TIMEOUT:g} s" if deadline.expired()
                   else "the connection timed out")   # the driver's own connect timeout

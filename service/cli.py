@@ -143,6 +143,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[s
     lines = [f"gRPC  listening on {settings.grpc_host}:{app.grpc_port} ({tls})",
              f"REST  listening on {scheme}://{settings.rest_host}:{app.rest_port}/v1 (spec: /openapi.yaml)",
              f"store {safe_url(settings.effective_database_url)}"]   # password hidden
+    if settings.metrics:
+        lines.append(f"metrics at http://{_url_host(settings.metrics_host)}:{app.metrics_port}/metrics")
+    if settings.tracing:
+        lines.append(f"traces to {settings.otlp_endpoint or 'the OTLP exporter default (OTEL_EXPORTER_OTLP_*)'}")
     if cluster_note:
         lines.append(cluster_note)
     demo = "demo" if cluster_note and settings.embedded_seed_demo else ""
@@ -151,6 +155,10 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[s
     if dev_token:
         lines.append(f"dev bearer token: {dev_token}   (also in {settings.data_dir / 'dev-token'})")
     return lines
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _write_client_config(settings: Settings, grpc_port: int, rest_port: int, namespace: str) -> Path:

@@ -83,6 +83,14 @@ class Settings:
     export_max_concurrent: int = 16
     export_max_per_caller: int = 4
     export_chunk_bytes: int = 1 << 20
+    # Prometheus metrics on a listener of their own (0: a free port), or none.
+    metrics: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    # OpenTelemetry traces, off by default (then not even the SDK is imported); exported
+    # over OTLP/gRPC to otlp_endpoint (empty: the exporter's own default and env vars).
+    tracing: bool = False
+    otlp_endpoint: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -188,6 +196,16 @@ def _namespace(raw: str) -> str:
     return raw
 
 
+def _endpoint(raw: str) -> str:
+    """An OTLP/gRPC endpoint: ``http://HOST:PORT``, ``https://HOST:PORT`` or ``HOST:PORT``."""
+    value = raw.strip()
+    if not value:
+        return value
+    if not re.fullmatch(r"(https?://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}/?", value):
+        raise ValueError(f"expected an OTLP endpoint such as http://HOST:4317, got {raw!r}")
+    return value
+
+
 def _database_url(raw: str) -> str:
     if not raw:
         return raw
@@ -282,11 +300,24 @@ OPTIONS: dict[str, Option] = {
     "export_chunk_bytes": Option(
         "exports", f"bytes per upstream read and per gRPC message, {_MIN_CHUNK} to {_MAX_CHUNK}",
         _count(_MIN_CHUNK, _MAX_CHUNK), metavar="BYTES"),
+    "metrics": Option("observability", "serve Prometheus metrics at http://METRICS_HOST:METRICS_PORT/metrics "
+                      "(see docs/observability.md)", _bool, "on"),
+    "metrics_host": Option("observability", "address the metrics listener binds", _host, metavar="HOST"),
+    "metrics_port": Option("observability", "port of the metrics listener; 0 picks a free port", _port,
+                           metavar="PORT"),
+    "tracing": Option(
+        "observability", "OpenTelemetry traces of every call (database and cluster work as child spans), "
+        "exported over OTLP/gRPC; needs pip install 'dvp-snapshot-gateway[otlp]'", _bool, "off"),
+    "otlp_endpoint": Option(
+        "observability", "OTLP/gRPC endpoint spans are sent to, http://HOST:PORT (needs --tracing)", _endpoint,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4317",
+        metavar="URL"),
 }
 
 _GROUP_TITLES = {"listeners": "listeners", "storage": "storage", "cluster": "cluster",
                  "authentication": "authentication and authorization", "tls": "TLS",
-                 "logging": "logging", "timing": "timing", "exports": "exports"}
+                 "logging": "logging", "timing": "timing", "exports": "exports",
+                 "observability": "metrics and traces"}
 
 
 def read_value(name: str, raw: str) -> Any:
@@ -388,6 +419,14 @@ def validate(settings: Settings) -> None:
     if settings.grpc_port and settings.grpc_port == settings.rest_port and settings.grpc_host == settings.rest_host:
         raise UsageError(f"--grpc-port and --rest-port are both {settings.grpc_port} on {settings.grpc_host}: "
                          "the two listeners need two ports")
+    if settings.metrics and settings.metrics_port:
+        for door, host, port in (("grpc", settings.grpc_host, settings.grpc_port),
+                                 ("rest", settings.rest_host, settings.rest_port)):
+            if port == settings.metrics_port and host == settings.metrics_host:
+                raise UsageError(f"--{door}-port and --metrics-port are both {port} on {host}: "
+                                 "each listener needs its own port")
+    if settings.otlp_endpoint and not settings.tracing:
+        raise UsageError("--otlp-endpoint needs --tracing (spans are only made with tracing on)")
 
 
 # ---------------------------------------------------------------- TLS material

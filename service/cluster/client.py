@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -271,11 +271,15 @@ def _parse_watch_line(kind: ResourceKind, line: bytes) -> WatchEvent | None:
 
 async def connect_cluster(*, kubeconfig: Path | None = None, context: str | None = None, in_cluster: bool = False,
                           request_timeout: float = 15.0, read_retries: int = 2,
-                          retry_base_delay: float = 0.1) -> KubeClient:
-    """A client for the cluster named by a kubeconfig (or the pod's in-cluster config)."""
+                          retry_base_delay: float = 0.1,
+                          trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> KubeClient:
+    """A client for the cluster named by a kubeconfig (or the pod's in-cluster config);
+    ``trace_configs`` (frozen) see each of its HTTP requests (tracing)."""
     configuration = await load_configuration(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
     api_client = ApiClient(configuration=configuration)
     _environment_read_once(api_client)
+    # The library builds its session itself; aiohttp reads the list on every request.
+    api_client.rest_client.pool_manager._trace_configs.extend(trace_configs)
     return KubeClient(api_client, request_timeout=request_timeout, read_retries=read_retries,
                       retry_base_delay=retry_base_delay)
 

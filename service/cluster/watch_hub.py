@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -231,8 +233,13 @@ class _Backoff:
 
 class WatchHub:
     def __init__(self, client: ClusterClient, *, queue_size: int = 1000, watch_timeout_seconds: int = 300,
-                 reconnect_delay: float = 0.2, max_reconnect_delay: float = 5.0) -> None:
+                 reconnect_delay: float = 0.2, max_reconnect_delay: float = 5.0,
+                 on_restart: Callable[[str, str], None] | None = None) -> None:
         self._client = client
+        # Told (kind's plural, reason) each time an informer lists or watches again
+        # (metrics): "closed" (the server ended the watch), "expired" (410),
+        # "unavailable", "history_gap", "history_lost".
+        self._on_restart = on_restart or _ignore
         # Events a subscriber may fall behind before it is cut off (public: tests lower it).
         self.queue_size = queue_size
         self._watch_timeout_seconds = watch_timeout_seconds
@@ -330,7 +337,10 @@ class WatchHub:
             informer = _Informer(kind)
             self._informers[kind] = informer
             self._informers_started[kind] = self._informers_started.get(kind, 0) + 1
-            informer.task = asyncio.create_task(self._run(informer), name=f"watch-hub:{kind.plural}")
+            # A context of its own: the informer outlives the call that started it, whose
+            # request id (logs) and span (traces) must not follow its work.
+            informer.task = asyncio.create_task(self._run(informer), name=f"watch-hub:{kind.plural}",
+                                                context=contextvars.Context())
         return informer
 
     # ------------------------------------------------------------ fan-out
@@ -460,25 +470,32 @@ class WatchHub:
         while True:
             try:
                 if need_list or await self._history_lost(informer):
+                    if not need_list:
+                        self._on_restart(informer.kind.plural, "history_lost")
                     need_list = True
                     await self._relist(informer)
                     need_list = False
-                if await self._watch_once(informer) > 0:
+                delivered = await self._watch_once(informer)
+                self._on_restart(informer.kind.plural, "closed")
+                if delivered > 0:
                     backoff.reset()
                     continue
                 # An empty watch that ended at once: do not spin against the server.
                 await asyncio.sleep(backoff.next_delay())
             except _HistoryGap as gap:
                 log.info("watch on %s lost the cluster's history (%s); relisting", informer.kind.plural, gap)
+                self._on_restart(informer.kind.plural, "history_gap")
                 need_list = True
                 # Backoff: a server whose versions never increase must not get a relist loop.
                 await asyncio.sleep(backoff.next_delay())
             except ApiError as error:
                 if error.reason in ("WATCH_EXPIRED", "RESOURCE_EXPIRED"):
+                    self._on_restart(informer.kind.plural, "expired")
                     need_list = True
                     continue
                 if error.code is Code.UNAVAILABLE and error.reason != "CLUSTER_UNAUTHORIZED":
                     log.info("watch on %s interrupted (%s); relisting", informer.kind.plural, error.reason)
+                    self._on_restart(informer.kind.plural, "unavailable")
                     # What answers next may be another cluster (restarted, restored) whose
                     # versions happen to be ahead of ours: only a list tells the truth.
                     need_list = True
@@ -486,3 +503,7 @@ class WatchHub:
                     continue
                 self._fail(informer, error)
                 return
+
+
+def _ignore(_kind: str, _reason: str) -> None:
+    pass

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -47,8 +47,9 @@ def _refused(status: int, what: str) -> ApiError:
 class UpstreamBlocks:
     def __init__(self, credentials: Credentials, *, client_cert: tuple[str, str] | None = None,
                  read_buffer: int = DEFAULT_READ_BUFFER, connect_timeout: float = 10.0,
-                 read_timeout: float = 60.0) -> None:
+                 read_timeout: float = 60.0, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> None:
         self._credentials = credentials
+        self._trace_configs = list(trace_configs)
         self._client_cert = client_cert
         self._read_buffer = read_buffer
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -58,7 +59,7 @@ class UpstreamBlocks:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout, read_bufsize=self._read_buffer,
-                                                  auto_decompress=False)
+                                                  auto_decompress=False, trace_configs=self._trace_configs or None)
         return self._session
 
     def _ssl(self, endpoint: BlockEndpoint) -> ssl.SSLContext | bool:

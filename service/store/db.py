@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from service.core.page_tokens import PageTokens  # noqa: E402
 from service.core.ports import AuditRepository, OperationRepository  # noqa: E402
+from service.observability.telemetry import Telemetry  # noqa: E402
 from service.store.audit import SqlAuditRepository  # noqa: E402
 from service.store.engine import create_engine, normalize_url, safe_url  # noqa: E402
 from service.store.group_commit import GroupCommit  # noqa: E402
@@ -63,13 +64,13 @@ log = logging.getLogger(__name__)
 class Database:
     """An engine plus the repositories built on it. Create with ``connect``."""
 
-    def __init__(self, engine: AsyncEngine, page_token_key: bytes) -> None:
+    def __init__(self, engine: AsyncEngine, page_token_key: bytes, telemetry: Telemetry | None = None) -> None:
         self.engine = engine
         self._session: async_sessionmaker[AsyncSession] | None = None
         # Shared with the core (cluster list tokens): one key per deployment.
         self.page_tokens = PageTokens(page_token_key)
         # The one writer of this process: operation rows and audit events share its commits.
-        self.writer = GroupCommit(engine)
+        self.writer = GroupCommit(engine, telemetry)
         # Annotated with the core's Protocols so mypy checks the repositories honour them.
         self.operations: OperationRepository = SqlOperationRepository(engine, self.page_tokens, self.writer)
         self.audit: AuditRepository = SqlAuditRepository(engine, self.page_tokens, self.writer)
@@ -85,11 +86,13 @@ class Database:
         return self._session
 
     @classmethod
-    async def connect(cls, url: str) -> Database:
+    async def connect(cls, url: str, telemetry: Telemetry | None = None) -> Database:
         """Open a pooled engine for ``url`` and check it answers (raises if it does not)."""
         engine = create_engine(url)
+        if telemetry is not None:
+            telemetry.instrument_engine(engine.sync_engine)
         try:
-            database = cls(engine, await deployment_key(engine))
+            database = cls(engine, await deployment_key(engine), telemetry)
         except BaseException:
             await engine.dispose()
             raise

@@ -20,6 +20,7 @@ A database that is down fails the whole batch (each job then maps it to UNAVAILA
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.core.domain import AuditEvent, Operation, OperationState, utcnow
 from service.core.errors import ApiError, not_found, stale_operation
+from service.observability.telemetry import Telemetry
 from service.store.audit_chain import compute_hash
 from service.store.audit_rows import event_from_row
 from service.store.engine import (
@@ -92,14 +94,18 @@ class _Queued:
     job: Job
     future: asyncio.Future[Any]
     since: float = field(default_factory=time.monotonic)
+    span: object | None = None   # the submitting call's span (tracing on), linked from the batch's
 
 
 class GroupCommit:
     """The writer of one database (``Database.writer``); ``submit`` answers once committed."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, telemetry: Telemetry | None = None) -> None:
         self._engine = engine
+        self._telemetry = telemetry or Telemetry.off()
         self._sqlite: Engine | None = sqlite_sync_engine(engine) if engine.dialect.name == "sqlite" else None
+        if self._sqlite is not None:
+            self._telemetry.instrument_engine(self._sqlite)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._queue: list[_Queued] = []
         self._task: asyncio.Task[None] | None = None
@@ -108,10 +114,12 @@ class GroupCommit:
 
     async def submit(self, job: Job) -> Any:
         loop = asyncio.get_running_loop()
-        queued = _Queued(job, loop.create_future())
+        queued = _Queued(job, loop.create_future(), span=self._telemetry.span_context())
         self._queue.append(queued)
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._drain(), name="group-commit")
+            # A context of its own: the writer serves every caller, so it must not carry
+            # the first one's request id (logs) or span (traces).
+            self._task = loop.create_task(self._drain(), name="group-commit", context=contextvars.Context())
         # Shielded: once queued, the job is written even if its caller gives up (as a
         # transaction already sent would be); the caller's own cancellation still ends it.
         return await asyncio.shield(queued.future)
@@ -130,8 +138,11 @@ class GroupCommit:
                 await self._commit(waiting)
 
     async def _commit(self, batch: list[_Queued]) -> None:
+        reached: list[tuple[str, str]] = []   # (type, state) of every operation stored in a new state
+        started = time.perf_counter()
         try:
-            results = await self._run([q.job for q in batch])
+            with self._telemetry.db_batch([q.span for q in batch]):
+                results = await self._run([q.job for q in batch], reached)
         except Exception as error:  # handed to the callers, who map it
             if len(batch) == 1 or is_transient(error):
                 for queued in batch:
@@ -142,27 +153,31 @@ class GroupCommit:
             return
         self.batches += 1
         self.jobs += len(batch)
+        self._telemetry.batch_committed(len(batch), time.perf_counter() - started, reached)
         for queued, result in zip(batch, results, strict=True):
             if isinstance(result, ApiError):
                 _settle(queued.future, error=result)
             else:
                 _settle(queued.future, result=result)
 
-    async def _run(self, jobs: Sequence[Job]) -> list[Any]:
+    async def _run(self, jobs: Sequence[Job], reached: list[tuple[str, str]]) -> list[Any]:
         if self._sqlite is None:
             async with write_transaction(self._engine) as conn:
-                return await conn.run_sync(apply_batch, jobs)
+                return await conn.run_sync(apply_batch, jobs, reached)
         # SQLite: the whole batch in the writer thread, one hand-over each way (through
         # aiosqlite every statement is several thread hops, each waiting for the GIL).
+        # The thread runs in this task's context: its statements are the batch span's children.
+        run = contextvars.copy_context().run
         async with sqlite_write_lock(self._engine):
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite_batch, jobs)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, run, self._sqlite_batch, jobs,
+                                                                    reached)
 
-    def _sqlite_batch(self, jobs: Sequence[Job]) -> list[Any]:
+    def _sqlite_batch(self, jobs: Sequence[Job], reached: list[tuple[str, str]]) -> list[Any]:
         assert self._sqlite is not None
         with self._sqlite.connect() as conn:
             conn = conn.execution_options(**{SQLITE_IMMEDIATE: True})
             with conn.begin():
-                return apply_batch(conn, jobs)
+                return apply_batch(conn, jobs, reached)
 
     async def close(self) -> None:
         """Finish what is queued, then close the SQLite writer's connection and thread."""
@@ -182,9 +197,11 @@ def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseExcep
         future.set_result(result)
 
 
-def apply_batch(conn: Connection, jobs: Sequence[Job]) -> list[Any]:
+def apply_batch(conn: Connection, jobs: Sequence[Job], reached: list[tuple[str, str]] | None = None) -> list[Any]:
     """Every job's statements inside the caller's transaction; the answers in job order
-    (an ``ApiError`` is a job's refusal, not the batch's)."""
+    (an ``ApiError`` is a job's refusal, not the batch's). ``reached`` gets the (type,
+    state) of each operation stored in a state it was not in (for metrics, once committed)."""
+    reached = [] if reached is None else reached
     results: list[Any] = [None] * len(jobs)
     inserts = [(i, job) for i, job in enumerate(jobs) if isinstance(job, InsertOperation)]
     if inserts:
@@ -192,9 +209,10 @@ def apply_batch(conn: Connection, jobs: Sequence[Job]) -> list[Any]:
         conn.execute(operation_transitions.insert(), [job.transition for _, job in inserts])
         for i, job in inserts:
             results[i] = job.stored
+            reached.append((job.stored.type.value, job.stored.state.value))
     saves = [(i, job) for i, job in enumerate(jobs) if isinstance(job, SaveOperation)]
     if saves:
-        for i, answer in _apply_saves(conn, saves):
+        for i, answer in _apply_saves(conn, saves, reached):
             results[i] = answer
     chained = [(i, job.audit if isinstance(job, InsertOperation) else job.fields) for i, job in enumerate(jobs)
                if isinstance(job, AppendAudit) or (isinstance(job, InsertOperation) and job.audit is not None)]
@@ -234,7 +252,8 @@ def _append_events(conn: Connection, batch: list[dict[str, Any]]) -> list[AuditE
     return [event_from_row(row) for row in rows]
 
 
-def _apply_saves(conn: Connection, saves: list[tuple[int, SaveOperation]]) -> list[tuple[int, Any]]:
+def _apply_saves(conn: Connection, saves: list[tuple[int, SaveOperation]],
+                 reached: list[tuple[str, str]]) -> list[tuple[int, Any]]:
     ids = sorted({job.op.id for _, job in saves})
     current = {row["id"]: dict(row) for row in (conn.execute(
         sa.select(operations).where(operations.c.id.in_(ids)).order_by(operations.c.id).with_for_update()
@@ -255,6 +274,8 @@ def _apply_saves(conn: Connection, saves: list[tuple[int, SaveOperation]]) -> li
             continue
         assert row is not None
         updates.append({**values, "b_id": job.op.id})
+        if values["state"] != row["state"]:
+            reached.append((str(row["type"]), str(values["state"])))
         current[job.op.id] = {**row, **values}  # a second save of it in this batch builds on this one
         if transition:
             seq = last_seq.get(job.op.id, 0) + 1

@@ -69,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("gateway")
     process = subprocess.Popen(
         [str(GATEWAY), "serve", "--data-dir", str(directory / "var"), "--grpc-port", "0", "--rest-port", "0",
-         "--embedded-step-delay", "0", "--log-format", "text"],
+         "--metrics-port", "0", "--embedded-step-delay", "0", "--log-format", "text"],
         cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         banner = _banner(process, time.monotonic() + 60)

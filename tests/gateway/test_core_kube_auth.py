@@ -111,8 +111,8 @@ async def test_served_gateway_in_kubernetes_auth_mode(cluster: EmbeddedCluster, 
     # The composition root with --auth kubernetes: no token or policy file; the cluster's
     # own users and rules decide, over real REST.
     app = GatewayApp.from_settings(replace(
-        Settings(), data_dir=tmp_path, grpc_port=0, rest_port=0, database_url=database_url, auth="kubernetes",
-        kubeconfig=cluster.write_kubeconfig(tmp_path / "gateway-kubeconfig")))
+        Settings(), data_dir=tmp_path, grpc_port=0, rest_port=0, metrics_port=0, database_url=database_url,
+        auth="kubernetes", kubeconfig=cluster.write_kubeconfig(tmp_path / "gateway-kubeconfig")))
     await app.start()
     try:
         base = f"http://127.0.0.1:{app.rest_port}/v1/namespaces"

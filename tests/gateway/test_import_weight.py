@@ -28,6 +28,7 @@ KEPT_OFF = {
     "service.client": "the download command",
     "rich": "the download command's progress bar",
     "schemathesis": "tests only",
+    "opentelemetry": "tracing is off by default: neither the API nor the SDK is loaded then",
 }
 
 _SERVE_IMPORTS = """

@@ -76,14 +76,17 @@ def write_identity_files(directory: Path) -> tuple[Path, Path, dict[str, str]]:
 
 
 async def start_gateway(cluster: Any, database_url: str, directory: Path,
-                        core_settings: CoreSettings | None = None,
+                        core_settings: CoreSettings | None = None, tracer_provider: Any = None,
                         **settings_overrides: Any) -> tuple[GatewayApp, dict[str, str], Path]:
+    """A started gateway (metrics on a free port); ``tracer_provider`` (an OpenTelemetry
+    SDK TracerProvider) turns tracing on into it."""
     kubeconfig = cluster.write_kubeconfig(directory / "kubeconfig.yaml")
     token_file, policy_file, tokens = write_identity_files(directory)
     settings = replace(Settings(), data_dir=directory, grpc_port=0, rest_port=0, database_url=database_url,
                        kubeconfig=kubeconfig, token_file=token_file, policy_file=policy_file,
-                       shutdown_grace=1.0, **settings_overrides)
+                       shutdown_grace=1.0, **{"metrics_port": 0, **settings_overrides})
     app = GatewayApp.from_settings(settings, core_settings=core_settings or CoreSettings(resync_interval=0.2))
+    app.tracer_provider = tracer_provider
     await app.start()
     return app, tokens, kubeconfig
 

@@ -16,7 +16,10 @@ core request from it and a function converting the answer, so that
 - the facade's ``call`` / ``stream`` runs the method (a method the core does not
   implement yet gets the request ``None`` and answers UNIMPLEMENTED, audited there);
 - an ``ApiError`` becomes a gRPC status with google.rpc details;
-- anything unexpected becomes INTERNAL with a generic message (logged, never sent).
+- anything unexpected becomes INTERNAL with a generic message (logged, never sent);
+- the telemetry sees the call (``service.observability``): its server span, continuing
+  a ``traceparent`` sent in the metadata, and its code (the request counter, latency
+  histogram, open streams gauge).
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ from service.api.grpc.convert import reject_unknown_enums
 from service.api.grpc.decode import Undecodable
 from service.api.grpc.status import to_rpc_status
 from service.core.audit import ANONYMOUS
-from service.core.contract import Method
-from service.core.domain import Caller, RequestContext
+from service.core.contract import BY_NAME, Method
+from service.core.domain import Caller, ExportStart, Operation, RequestContext
 from service.core.errors import ApiError, Code, FieldViolation, invalid_argument
 from service.core.facade import GatewayFacade
 from service.log import request_id_var
+from service.observability.telemetry import CANCELLED, OK, CallScope, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ M = TypeVar("M")    # the proto answer message
 ServicerContext = Any
 
 REQUEST_ID_HEADER = "x-request-id"
+PROTO_PACKAGE = "dvp.snapshots.v1"
 # Echoed back and logged, so only a conservative token is accepted from the client.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -110,36 +115,57 @@ def _core_request(message: P, request: Callable[[P], Req]) -> Req:
 
 
 class CallRunner:
-    def __init__(self, gateway: GatewayFacade) -> None:
+    def __init__(self, gateway: GatewayFacade, telemetry: Telemetry | None = None) -> None:
         self.gateway = gateway
+        self.telemetry = telemetry or Telemetry.off()
 
-    @staticmethod
-    async def _open(context: ServicerContext) -> tuple[dict[str, str], str, str]:
-        """Metadata, request id (already sent back) and peer of the call."""
+    async def _open(self, context: ServicerContext, action: str) -> tuple[dict[str, str], str, str, CallScope]:
+        """Metadata, request id (already sent back), peer and telemetry of the call."""
         metadata = metadata_dict(context)
         request_id = request_id_from(metadata)
         request_id_var.set(request_id)
         await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-        return metadata, request_id, str(context.peer() or "")
+        return metadata, request_id, str(context.peer() or ""), self._scope(action, request_id, metadata)
+
+    def _scope(self, action: str, request_id: str, metadata: dict[str, str]) -> CallScope:
+        if not self.telemetry.traced:
+            return self.telemetry.call(action, "grpc", request_id)
+        method = BY_NAME.get(action)
+        service = f"{PROTO_PACKAGE}.{method.service}" if method is not None else PROTO_PACKAGE
+        return self.telemetry.call(action, "grpc", request_id, metadata, span_name=f"{service}/{action}",
+                                   attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": action})
 
     async def refuse_undecodable(self, context: ServicerContext, action: str, bad: Undecodable) -> NoReturn:
         """INVALID_ARGUMENT for a request that did not decode, before any token is
         checked; audited as a rejection by the anonymous caller."""
-        _, request_id, peer = await self._open(context)
-        _log_undecodable(action, peer, bad)
-        ctx = RequestContext(caller=Caller(ANONYMOUS), request_id=request_id, protocol="grpc", peer=peer)
-        await abort(context, await self._recorded(ctx, action, undecodable_error(bad)), request_id)
+        _, request_id, peer, scope = await self._open(context, action)
+        code = CANCELLED
+        try:
+            _log_undecodable(action, peer, bad)
+            ctx = RequestContext(caller=Caller(ANONYMOUS), request_id=request_id, protocol="grpc", peer=peer)
+            failure = await self._recorded(ctx, action, undecodable_error(bad))
+            code = failure.code.value
+            await abort(context, failure, request_id)
+        finally:
+            scope.end(code)
 
     async def _begin(self, context: ServicerContext, action: str,
-                     message: object) -> tuple[str, RequestContext | ApiError]:
-        metadata, request_id, peer = await self._open(context)
+                     message: object) -> tuple[str, RequestContext | ApiError, CallScope]:
+        metadata, request_id, peer, scope = await self._open(context, action)
         try:
             caller = await self.gateway.authenticate(metadata.get("authorization"), action=action, protocol="grpc",
                                                      peer=peer, request_id=request_id,
                                                      namespace=namespace_of(message))
         except ApiError as err:
-            return request_id, err
-        return request_id, RequestContext(caller=caller, request_id=request_id, protocol="grpc", peer=peer)
+            return request_id, err, scope
+        except Exception:
+            scope.end(Code.INTERNAL.value)
+            raise
+        except BaseException:
+            scope.end(CANCELLED)
+            raise
+        scope.caller(caller.subject)
+        return request_id, RequestContext(caller=caller, request_id=request_id, protocol="grpc", peer=peer), scope
 
     async def _recorded(self, ctx: RequestContext, action: str, err: ApiError, message: object = None) -> ApiError:
         """The failure to send, once the audit log holds it (adapter rejections included)."""
@@ -151,44 +177,68 @@ class CallRunner:
 
     async def unary(self, context: ServicerContext, method: Method[Req, Res], message: P,
                     request: Callable[[P], Req], reply: Callable[[Res], M]) -> M:
-        request_id, ctx = await self._begin(context, method.name, message)
-        if isinstance(ctx, ApiError):
-            await abort(context, ctx, request_id)
-        failure: ApiError
+        request_id, ctx, scope = await self._begin(context, method.name, message)
+        code = CANCELLED   # unless the call gets to answer
         try:
-            return reply(await self.gateway.call(ctx, method, _core_request(message, request)))
-        except ApiError as err:
-            failure = await self._recorded(ctx, method.name, err, message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unexpected error in %s", method.name)
-            failure = internal_error(request_id)
-        await abort(context, failure, request_id)
+            if isinstance(ctx, ApiError):
+                code = ctx.code.value
+                await abort(context, ctx, request_id)
+            failure: ApiError
+            try:
+                result = await self.gateway.call(ctx, method, _core_request(message, request))
+                answer = reply(result)
+            except ApiError as err:
+                failure = await self._recorded(ctx, method.name, err, message)
+                scope.operation(err.metadata.get("operation_id", ""))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", method.name)
+                failure = internal_error(request_id)
+            else:
+                if isinstance(result, Operation):
+                    scope.operation(result.id)
+                code = OK
+                return answer
+            code = failure.code.value
+            await abort(context, failure, request_id)
+        finally:
+            scope.end(code)
 
     async def stream(self, context: ServicerContext, method: Method[Req, Res], message: P,
                      request: Callable[[P], Req], reply: Callable[[Res], M]) -> AsyncIterator[M]:
         """Relay a facade stream; stops (and closes the facade's generator) when the
         caller cancels. The facade checks authorization on the first ``__anext__``."""
-        request_id, ctx = await self._begin(context, method.name, message)
-        if isinstance(ctx, ApiError):
-            await abort(context, ctx, request_id)
-        failure: ApiError
-        source: AsyncIterator[Res] | None = None
+        request_id, ctx, scope = await self._begin(context, method.name, message)
+        code = CANCELLED   # unless the stream gets to its end
         try:
-            source = self.gateway.stream(ctx, method, _core_request(message, request))
-            async for item in source:
-                yield reply(item)
-            return
-        except ApiError as err:
-            failure = await self._recorded(ctx, method.name, err, message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unexpected error in %s", method.name)
-            failure = internal_error(request_id)
+            if isinstance(ctx, ApiError):
+                code = ctx.code.value
+                await abort(context, ctx, request_id)
+            scope.streaming()
+            failure: ApiError
+            source: AsyncIterator[Res] | None = None
+            try:
+                source = self.gateway.stream(ctx, method, _core_request(message, request))
+                traced = scope.traced
+                async for item in source:
+                    if traced and isinstance(item, ExportStart):
+                        scope.operation(item.operation_id)
+                    yield reply(item)
+                code = OK
+                return
+            except ApiError as err:
+                failure = await self._recorded(ctx, method.name, err, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", method.name)
+                failure = internal_error(request_id)
+            finally:
+                aclose = getattr(source, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            code = failure.code.value
+            await abort(context, failure, request_id)
         finally:
-            aclose = getattr(source, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        await abort(context, failure, request_id)
+            scope.end(code)

@@ -30,6 +30,7 @@ from service.api.grpc_gen.dvp.snapshots.v1 import (
     snapshot_service_pb2,
 )
 from service.core.facade import GatewayFacade
+from service.observability.telemetry import Telemetry
 
 # Each product service: its generated module, name and servicer class.
 _SERVICES = (
@@ -70,7 +71,7 @@ def _address(host: str, port: int) -> str:
 
 async def start_grpc_server(gateway: GatewayFacade, *, host: str, port: int, tls: GrpcTls | None = None,
                             health_servicer: health.aio.HealthServicer | None = None,
-                            limits: GrpcLimits | None = None,
+                            limits: GrpcLimits | None = None, telemetry: Telemetry | None = None,
                             ) -> tuple[grpc.aio.Server, int]:
     """Start a grpc.aio server on ``host:port`` (port 0: any free port) and return it with
     the bound port. Stop it with ``await server.stop(grace)``.
@@ -80,9 +81,10 @@ async def start_grpc_server(gateway: GatewayFacade, *, host: str, port: int, tls
     the server as a whole (""), SERVING. Either way it is also reachable as
     ``server.health_servicer`` (e.g. to report NOT_SERVING while draining).
 
-    ``limits`` (default ``GrpcLimits()``) bounds connections and request sizes.
+    ``limits`` (default ``GrpcLimits()``) bounds connections and request sizes;
+    ``telemetry`` (default: none) sees every contract call.
     """
-    calls = CallRunner(gateway)
+    calls = CallRunner(gateway, telemetry)
     server = grpc.aio.server(options=[*_SERVER_OPTIONS, *(limits or GrpcLimits()).options()])
     for module, name, servicer_class in _SERVICES:
         add_servicer(server, module.DESCRIPTOR.services_by_name[name], servicer_class(calls), calls.refuse_undecodable)

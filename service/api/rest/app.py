@@ -7,13 +7,14 @@ from pathlib import Path
 from aiohttp import web
 
 from service.api.rest.body import MAX_BODY_BYTES
-from service.api.rest.context import GATEWAY
+from service.api.rest.context import GATEWAY, TELEMETRY
 from service.api.rest.handlers.health import OPENAPI_DOCUMENT
 from service.api.rest.listener import LISTENER, ListenerSettings
 from service.api.rest.middleware import authentication, errors_and_request_id
 from service.api.rest.routes import add_routes
 from service.api.rest.streams import SSE_STREAMS, STREAM_SETTINGS, StreamSettings, close_streams
 from service.core.facade import GatewayFacade
+from service.observability.telemetry import Telemetry
 
 # pageToken and labelSelector may each be 4096 characters; percent-encoded UTF-8 takes up
 # to 12 bytes a character, beyond aiohttp's 8 KiB default (which answers in text/plain).
@@ -22,7 +23,8 @@ MAX_REQUEST_LINE_BYTES = 128 * 1024
 
 def create_rest_app(gateway: GatewayFacade, *, openapi_path: Path,
                     stream_settings: StreamSettings | None = None,
-                    listener: ListenerSettings | None = None) -> web.Application:
+                    listener: ListenerSettings | None = None,
+                    telemetry: Telemetry | None = None) -> web.Application:
     """The REST application. Open event streams are tracked in ``app[SSE_STREAMS]``;
     ``close_streams(app)`` ends them (also run on the application's shutdown). Serve it
     with ``rest_runner`` for the listener's header timeout; the idle timeout and the body
@@ -37,6 +39,7 @@ def create_rest_app(gateway: GatewayFacade, *, openapi_path: Path,
                                         # no bomb to defuse, no decoder error to turn into a 400.
                                         "auto_decompress": False})
     app[GATEWAY] = gateway
+    app[TELEMETRY] = telemetry or Telemetry.off()
     app[LISTENER] = listener
     app[OPENAPI_DOCUMENT] = openapi_path.read_bytes()
     app[STREAM_SETTINGS] = stream_settings or StreamSettings()

@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from service.api.rest.context import REQUEST_ID
+from service.api.rest.context import REQUEST_ID, ended_with
 from service.api.rest.problems import internal_error, problem_document
-from service.core.errors import ApiError, watch_overflow
+from service.core.errors import ApiError, Code, watch_overflow
 from service.core.fanout import OncePer
+from service.observability.telemetry import CANCELLED
 
 log = logging.getLogger("dvp.rest.streams")
 
@@ -222,13 +223,16 @@ async def serve_sse(request: web.Request, events: AsyncIterator[T],
     except StopAsyncIteration:
         final = SseEvent(event="", data={})
     except ApiError as error:
+        ended_with(request, error.code.value)
         final = SseEvent(event="error", data=problem_document(error, request_id=request[REQUEST_ID],
                                                               instance=request.path))
     except _CLOSED_CONNECTION:
         log.debug("event stream client went away")
+        ended_with(request, CANCELLED)
         stream.gone = True
     except _Failed as failed:
         log.error("event stream failed after it started", exc_info=failed.__cause__)
+        ended_with(request, Code.INTERNAL.value)
         final = SseEvent(event="error", data=problem_document(internal_error(), request_id=request[REQUEST_ID],
                                                               instance=request.path))
     finally:
@@ -288,9 +292,11 @@ async def serve_lines(request: web.Request, items: AsyncIterator[T], content_typ
         await response.write_eof()
     except _CLOSED_CONNECTION:
         log.debug("export client went away")
-    except Exception:
+        ended_with(request, CANCELLED)
+    except Exception as exc:
         # The status line is gone: cutting the stream short is the only honest signal left.
         log.warning("export aborted by an error after it started", exc_info=True)
+        ended_with(request, exc.code.value if isinstance(exc, ApiError) else Code.INTERNAL.value)
         if request.transport is not None:
             request.transport.close()
     finally:

@@ -19,12 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from service.api.rest.context import REQUEST_ID, context, gateway
+from service.api.rest.context import REQUEST_ID, TELEMETRY, context, ended_with, gateway
 from service.api.rest.parsing import Query, bad_request
 from service.core import contract
 from service.core.domain import ExportData, ExportEnd, ExportHole, ExportItem, ExportStart
-from service.core.errors import FieldViolation
+from service.core.errors import ApiError, Code, FieldViolation
 from service.core.requests import ExportRequest
+from service.observability.telemetry import CANCELLED
 
 log = logging.getLogger("dvp.rest.export")
 
@@ -113,7 +114,8 @@ async def _serve(request: web.Request, method: contract.Method[ExportRequest, Ex
         assert isinstance(start, ExportStart)
         response = web.StreamResponse(status=206 if start.ranged else 200, headers=_headers(start, request))
         await response.prepare(request)
-        await _relay(request, response, items, start)
+        kind = "disk" if method is contract.EXPORT_DISK else "disk-snapshot"
+        await _relay(request, response, items, start, kind)
         return response
     finally:
         with contextlib.suppress(Exception):
@@ -123,22 +125,27 @@ async def _serve(request: web.Request, method: contract.Method[ExportRequest, Ex
 
 
 async def _relay(request: web.Request, response: web.StreamResponse, items: AsyncIterator[ExportItem],
-                 start: ExportStart) -> None:
+                 start: ExportStart, kind: str) -> None:
+    telemetry = request.app[TELEMETRY]
     sent = 0
     try:
         async for item in items:
             if isinstance(item, ExportData):
                 await response.write(item.data)
                 sent += len(item.data)
+                telemetry.exported(kind, "rest", len(item.data))
             elif isinstance(item, ExportHole):
                 await _write_hole(response, item.length)
                 sent += item.length
+                telemetry.exported(kind, "rest", item.length)
             elif isinstance(item, ExportEnd):
                 break
         await response.write_eof()
     except _CLOSED:
         log.info("export client went away after %d of %d bytes", sent, start.length)
+        ended_with(request, CANCELLED)
     except Exception as exc:
+        ended_with(request, exc.code.value if isinstance(exc, ApiError) else Code.INTERNAL.value)
         # The status line is out: a body cut short of its Content-Length is the only
         # honest signal left (the operation records why).
         log.warning("export %s broke after %d of %d bytes: %s", start.operation_id, sent, start.length,

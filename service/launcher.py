@@ -42,7 +42,8 @@ async def start_embedded_cluster(settings: Settings) -> EmbeddedHandle:
     # person trying the product should be able to point kubectl at it. The state directory
     # keeps the cluster's objects (so the SQL history and the cluster agree after a restart)
     # and its CA, admin token and port (so the kubeconfig written below stays valid).
-    config = module.EmbeddedClusterConfig(port=settings.embedded_port, tls=True, step_delay=settings.embedded_step_delay,
+    config = module.EmbeddedClusterConfig(port=settings.embedded_port, tls=True,
+                                          step_delay=settings.embedded_step_delay,
                                           seed_demo=settings.embedded_seed_demo,
                                           state_dir=settings.data_dir / "embedded-cluster")
     cluster = module.EmbeddedCluster(config)

@@ -60,6 +60,7 @@ def _read_banner(process: subprocess.Popen[str], deadline: float, seen: list[str
 def served(tmp_path: Path) -> Iterator[Served]:
     process = subprocess.Popen(
         [str(GATEWAY), "serve", "--data-dir", str(tmp_path / "var"), "--grpc-port", "0", "--rest-port", "0",
+         "--metrics-port", "0",
          "--embedded-step-delay", "0", "--log-format", "text"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -144,6 +145,7 @@ def test_the_banner_and_logs_never_show_the_database_password(database_url: str,
     url = make_url(database_url).set(password="hunter2-not-for-logs").render_as_string(hide_password=False)
     process = subprocess.Popen(
         [str(GATEWAY), "serve", "--data-dir", str(tmp_path / "var"), "--grpc-port", "0", "--rest-port", "0",
+         "--metrics-port", "0",
          "--embedded-step-delay", "0", "--database-url", url],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     banner: list[str] = []

@@ -98,3 +98,18 @@ async def test_the_guides_manifests_work_verbatim_with_kubectl(embedded_cluster_
     resources = await run_kubectl(cluster, "-n", NS, "get", "vmsnapshot", "linux-vm-snapshot",
                                   "-o", "jsonpath={.status.resources[*].name}")
     assert resources.stdout.split() == ["linux-vm", "cloud-init", "linux-vm-root"]
+
+
+async def test_the_kubeconfig_names_the_demo_namespace(embedded_cluster_tls: EmbeddedCluster) -> None:
+    """The guide's commands carry no -n: `d8 k get vd` must find the demo's objects as written."""
+    (context,) = embedded_cluster_tls.kubeconfig()["contexts"]
+    assert context["context"]["namespace"] == NS
+    listed = await run_kubectl(embedded_cluster_tls, "get", "vd", "-o", "name")
+    assert listed.returncode == 0, listed.stderr
+    assert "virtualdisk.virtualization.deckhouse.io/linux-vm-root" in listed.stdout.split()
+
+
+async def test_without_the_demo_the_kubeconfig_names_no_namespace() -> None:
+    async with EmbeddedCluster(EmbeddedClusterConfig(step_delay=0.0, seed_demo=False)) as cluster:
+        (context,) = cluster.kubeconfig()["contexts"]
+        assert "namespace" not in context["context"]

@@ -67,7 +67,8 @@ async def serve(args: Sequence[str], data_dir: Path, env: Mapping[str, str] | No
     async with _gates.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(PARALLEL)):
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir), *args,
+            # A free metrics port: many of these run at once (a case may still give its own).
+            sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir), "--metrics-port", "0", *args,
             cwd=ROOT, env=_clean_env(env or {}), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
@@ -234,10 +235,19 @@ async def test_ports_in_use_are_one_line_after_stopping_what_had_started(tmp_pat
                          (f"cannot listen on 127.0.0.1:{busy} (gRPC): address already in use",))
         rest_busy = (*quick, "--grpc-port", "0", "--rest-port", str(busy),
                      "--log-level", "debug", "--log-format", "text")
-        grpc_outcome, rest_outcome, _ = await asyncio.gather(
+        # A case's own --metrics-port comes after serve()'s "0", so it wins.
+        metrics_busy = Case((*quick, "--grpc-port", "0", "--rest-port", "0", "--metrics-port", str(busy)),
+                            (f"cannot listen on 127.0.0.1:{busy} (metrics): address already in use",))
+        embedded_busy = Case((*quick, "--grpc-port", "0", "--rest-port", "0", "--embedded-port", str(busy)),
+                             (f"cannot listen on 127.0.0.1:{busy} (embedded cluster, --embedded-port): "
+                              "address already in use",))
+        grpc_outcome, rest_outcome, metrics_outcome, embedded_outcome, _ = await asyncio.gather(
             serve(grpc_busy.args, tmp_path / "a"), serve(rest_busy, tmp_path / "b"),
+            serve(metrics_busy.args, tmp_path / "d"), serve(embedded_busy.args, tmp_path / "e"),
             check_tls_banner(tmp_path / "c", files))
     assert_one_line(grpc_busy, grpc_outcome)
+    assert_one_line(metrics_busy, metrics_outcome)
+    assert_one_line(embedded_busy, embedded_outcome)
     lines = rest_outcome.stderr.splitlines()
     assert rest_outcome.code == 1 and "Traceback" not in rest_outcome.stderr, rest_outcome.stderr[-3000:]
     assert lines[-1] == f"dvp-gateway: cannot listen on 127.0.0.1:{busy} (REST): address already in use", lines[-3:]
@@ -248,7 +258,8 @@ async def check_tls_banner(data_dir: Path, files: Files) -> None:
     """With TLS the banner says https for REST and TLS for gRPC, and is true; SIGTERM ends it (0)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service.cli", "serve", "--data-dir", str(data_dir), "--grpc-port", "0",
-        "--rest-port", "0", "--embedded-step-delay", "0", "--tls-cert", str(files.cert), "--tls-key", str(files.key),
+        "--rest-port", "0", "--metrics-port", "0", "--embedded-step-delay", "0", "--tls-cert", str(files.cert),
+        "--tls-key", str(files.key),
         cwd=ROOT, env=_clean_env({}), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
     try:
@@ -266,6 +277,11 @@ async def check_tls_banner(data_dir: Path, files: Files) -> None:
         context = ssl.create_default_context(cafile=str(files.cert))
         async with aiohttp.ClientSession() as http, http.get(url, ssl=context) as response:
             assert response.status == 200
+        # And so is its metrics line (plain HTTP, on a port of its own).
+        metrics = [line for line in banner if line.startswith("metrics at http://127.0.0.1:")]
+        assert len(metrics) == 1 and metrics[0].endswith("/metrics"), banner
+        async with aiohttp.ClientSession() as http, http.get(metrics[0].split()[2]) as response:
+            assert response.status == 200 and "dvp_gateway_requests_total" in await response.text()
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

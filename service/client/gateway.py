@@ -29,7 +29,7 @@ from collections.abc import (
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import EllipsisType, TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Protocol, Self, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -138,6 +138,24 @@ def _duration(value: timedelta | float | Duration | None) -> Duration | None:
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
+
+
+class _Page(Protocol):
+    next_page_token: str
+
+
+P = TypeVar("P", bound=_Page)
+
+
+async def _pages(fetch: Callable[[str], Awaitable[P]]) -> AsyncIterator[P]:
+    """Every page of a list call, following next_page_token from the first."""
+    token = ""
+    while True:
+        page = await fetch(token)
+        yield page
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def _idempotency_key(request_id: str | None) -> str:
@@ -334,15 +352,10 @@ class GatewayClient:
     async def iter_disk_snapshots(self, namespace: str | None = None, *, page_size: int = 0,
                                   label_selector: str = "") -> AsyncIterator[snapshot_pb.DiskSnapshot]:
         """Every disk snapshot of the namespace, page after page."""
-        token = ""
-        while True:
-            page = await self.list_disk_snapshots(namespace, page_size=page_size, page_token=token,
-                                                  label_selector=label_selector)
+        async for page in _pages(lambda token: self.list_disk_snapshots(
+                namespace, page_size=page_size, label_selector=label_selector, page_token=token)):
             for item in page.disk_snapshots:
                 yield item
-            token = page.next_page_token
-            if not token:
-                return
 
     async def delete_disk_snapshot(self, namespace: str | None = None, *, name: str,
                                    request_id: str | None = None) -> Operation:
@@ -389,15 +402,10 @@ class GatewayClient:
     async def iter_virtual_machine_snapshots(
             self, namespace: str | None = None, *, page_size: int = 0,
             label_selector: str = "") -> AsyncIterator[snapshot_pb.VirtualMachineSnapshot]:
-        token = ""
-        while True:
-            page = await self.list_virtual_machine_snapshots(namespace, page_size=page_size, page_token=token,
-                                                             label_selector=label_selector)
+        async for page in _pages(lambda token: self.list_virtual_machine_snapshots(
+                namespace, page_size=page_size, label_selector=label_selector, page_token=token)):
             for item in page.virtual_machine_snapshots:
                 yield item
-            token = page.next_page_token
-            if not token:
-                return
 
     async def delete_virtual_machine_snapshot(self, namespace: str | None = None, *, name: str,
                                               request_id: str | None = None) -> Operation:
@@ -499,15 +507,10 @@ class GatewayClient:
     async def iter_operations(self, namespace: str = "", *, type: OperationType | str = Operation.TYPE_UNSPECIFIED,
                               state: OperationState | str = Operation.STATE_UNSPECIFIED, actor: str = "",
                               page_size: int = 0) -> AsyncIterator[Operation]:
-        token = ""
-        while True:
-            page = await self.list_operations(namespace, type=type, state=state, actor=actor, page_size=page_size,
-                                              page_token=token)
+        async for page in _pages(lambda token: self.list_operations(
+                namespace, type=type, state=state, actor=actor, page_size=page_size, page_token=token)):
             for item in page.operations:
                 yield item
-            token = page.next_page_token
-            if not token:
-                return
 
     def watch_operation(self, operation_id: str, *, after_version: int = 0) -> Stream[Operation]:
         """Every version of the operation after ``after_version``, ending when it is done.
@@ -600,16 +603,11 @@ class GatewayClient:
                                 action: str = "", outcome: AuditOutcome | str = _ANY_OUTCOME,
                                 since: datetime | Timestamp | None = None, until: datetime | Timestamp | None = None,
                                 page_size: int = 0) -> AsyncIterator[audit_pb.AuditEvent]:
-        token = ""
-        while True:
-            page = await self.list_audit_events(namespace, actor=actor, resource=resource, action=action,
-                                                outcome=outcome, since=since, until=until, page_size=page_size,
-                                                page_token=token)
+        async for page in _pages(lambda token: self.list_audit_events(
+                namespace, actor=actor, resource=resource, action=action, outcome=outcome, since=since,
+                until=until, page_size=page_size, page_token=token)):
             for item in page.audit_events:
                 yield item
-            token = page.next_page_token
-            if not token:
-                return
 
     def export_audit_events(self, namespace: str = "", *, actor: str = "", resource: str = "", action: str = "",
                             outcome: AuditOutcome | str = _ANY_OUTCOME,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,13 @@ import grpc
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from service.api.grpc_gen.dvp.snapshots.v1 import operation_pb2, operation_service_pb2_grpc
 from service.client import errors
 from service.client.config import load_config
 from service.client.gateway import GatewayClient
+from tests.support.certs import issue, pem
 from tests.support.gateway import start_gateway
 
 SERVER_NAME = "gateway.internal"   # the only name in the server's certificate
@@ -36,37 +34,13 @@ class Pki:
     client_key: Path
 
 
-def _issue(subject: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-           usage: Any) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    signer_cert, signer_key = issuer if issuer else (None, key)
-    now = datetime.now(UTC)
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(signer_cert.subject if signer_cert else name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True))
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME)]), critical=False)
-    return builder.sign(signer_key, hashes.SHA256()), key
-
-
-def _pem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("pki")
-    ca = _issue("test-ca", None, None)
-    server_cert, server_key = _pem(*_issue("gateway", ca, ExtendedKeyUsageOID.SERVER_AUTH))
-    client_cert, client_key = _pem(*_issue("client", ca, ExtendedKeyUsageOID.CLIENT_AUTH))
-    for name, content in (("ca.pem", _pem(*ca)[0]), ("client.pem", client_cert), ("client-key.pem", client_key)):
+    ca = issue("test-ca", None, None)
+    server_cert, server_key = pem(*issue("gateway", ca, ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName(SERVER_NAME)]))
+    client_cert, client_key = pem(*issue("client", ca, ExtendedKeyUsageOID.CLIENT_AUTH))
+    for name, content in (("ca.pem", pem(*ca)[0]), ("client.pem", client_cert), ("client-key.pem", client_key)):
         (directory / name).write_bytes(content)
     return Pki(directory / "ca.pem", server_cert, server_key, directory / "client.pem", directory / "client-key.pem")
 

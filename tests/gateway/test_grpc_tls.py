@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.grpc import GrpcTls, start_grpc_server
 from tests.gateway.test_grpc_adapter import FakeGateway
+from tests.support.certs import issue, pem
 
 
 @dataclass(frozen=True)
@@ -24,29 +22,8 @@ class Pem:
     key: bytes
 
 
-def _issue(subject: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-           usage: ExtendedKeyUsageOID | None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    signer_cert, signer_key = issuer if issuer else (None, key)
-    now = datetime.now(UTC)
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(signer_cert.subject if signer_cert else name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True))
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-    return builder.sign(signer_key, hashes.SHA256()), key
-
-
 def _pem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Pem:
-    return Pem(cert.public_bytes(serialization.Encoding.PEM),
-               key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()))
+    return Pem(*pem(cert, key))
 
 
 @dataclass(frozen=True)
@@ -58,9 +35,9 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    ca = _issue("test-ca", None, None)
-    return Pki(_pem(*ca), _pem(*_issue("gateway", ca, ExtendedKeyUsageOID.SERVER_AUTH)),
-               _pem(*_issue("client", ca, ExtendedKeyUsageOID.CLIENT_AUTH)))
+    ca = issue("test-ca", None, None)
+    return Pki(_pem(*ca), _pem(*issue("gateway", ca, ExtendedKeyUsageOID.SERVER_AUTH)),
+               _pem(*issue("client", ca, ExtendedKeyUsageOID.CLIENT_AUTH)))
 
 
 async def _check(port: int, credentials: grpc.ChannelCredentials) -> int:

@@ -29,6 +29,7 @@ from service.api.rest import close_streams, create_rest_app, rest_runner
 from service.cluster.client import KubeClient, connect_cluster
 from service.cluster.lease import LeaderElector
 from service.cluster.watch_hub import WatchHub
+from service.console import STATIC_DIR as CONSOLE_DIR
 from service.core.auth import Authenticator, Authorizer
 from service.core.errors import ApiError
 from service.core.export_settings import ExportSettings
@@ -173,7 +174,8 @@ class GatewayApp:
             check_listen(s.grpc_host, s.grpc_port, "gRPC")   # lost a race for the port: say why
             raise StartupError(f"cannot listen on {_address(s.grpc_host, s.grpc_port)} (gRPC): "
                                "grpc could not bind it") from None
-        rest_app = create_rest_app(self._gateway, openapi_path=OPENAPI_PATH, telemetry=telemetry)
+        rest_app = create_rest_app(self._gateway, openapi_path=OPENAPI_PATH, telemetry=telemetry,
+                                   console_dir=CONSOLE_DIR if s.console else None)
         self._rest = rest_runner(rest_app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._rest.setup()
         site = web.TCPSite(self._rest, s.rest_host, s.rest_port, ssl_context=server_ssl_context(s))

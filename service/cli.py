@@ -142,6 +142,7 @@ async def _start(settings: Settings, stack: contextlib.AsyncExitStack) -> list[s
         tls = "TLS, client certificates required"
     lines = [f"gRPC  listening on {settings.grpc_host}:{app.grpc_port} ({tls})",
              f"REST  listening on {scheme}://{settings.rest_host}:{app.rest_port}/v1 (spec: /openapi.yaml)",
+             *([f"console at {scheme}://{settings.rest_host}:{app.rest_port}/console/"] if settings.console else []),
              f"store {safe_url(settings.effective_database_url)}"]   # password hidden
     if settings.metrics:
         lines.append(f"metrics at http://{_url_host(settings.metrics_host)}:{app.metrics_port}/metrics")

@@ -69,6 +69,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # The web console at /console/ on the REST listener (static files; the API does the work).
+    console: bool = True
     log_level: str = "INFO"
     log_format: str = "json"             # json | text
     shutdown_grace: float = 10.0
@@ -279,6 +281,8 @@ OPTIONS: dict[str, Option] = {
     "tls_client_ca": Option(
         "tls", "PEM CA bundle; both listeners then require client certificates it signed (mTLS)",
         _path, "none: no client certificates", metavar="FILE"),
+    "console": Option("listeners", "serve the web console at /console/ on the REST listener (it calls the "
+                      "same API, with the token a person enters)", _bool, "on"),
     "log_level": Option("logging", "least severe level logged, in any case", _text,
                         choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     "log_format": Option("logging", "json: one JSON object per line; text: one plain line per entry",

@@ -220,6 +220,9 @@ class Gateway:
     async def check_ready(self) -> dict[str, bool]:
         return {"database": await self._database_ok(), "cluster": await self._cluster_ok()}
 
+    def served_methods(self) -> frozenset[str]:
+        return frozenset(self.registry.unary) | frozenset(self.registry.streams)
+
     async def _database_ok(self) -> bool:
         try:
             await self._operations.get(NIL_OPERATION_ID)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from service.api.rest.body import MAX_BODY_BYTES
 from service.api.rest.context import GATEWAY, TELEMETRY
+from service.api.rest.handlers import console
 from service.api.rest.handlers.health import OPENAPI_DOCUMENT
 from service.api.rest.listener import LISTENER, ListenerSettings
 from service.api.rest.middleware import authentication, errors_and_request_id
@@ -24,11 +25,12 @@ MAX_REQUEST_LINE_BYTES = 128 * 1024
 def create_rest_app(gateway: GatewayFacade, *, openapi_path: Path,
                     stream_settings: StreamSettings | None = None,
                     listener: ListenerSettings | None = None,
-                    telemetry: Telemetry | None = None) -> web.Application:
+                    telemetry: Telemetry | None = None,
+                    console_dir: Path | None = None) -> web.Application:
     """The REST application. Open event streams are tracked in ``app[SSE_STREAMS]``;
     ``close_streams(app)`` ends them (also run on the application's shutdown). Serve it
     with ``rest_runner`` for the listener's header timeout; the idle timeout and the body
-    limits hold with any runner."""
+    limits hold with any runner. With ``console_dir`` the web console is served at /console/."""
     listener = listener or ListenerSettings()
     # Each operation checks its own, smaller body limit (service.api.rest.body); this is
     # only aiohttp's backstop for request.read(), which the handlers do not use.
@@ -45,5 +47,10 @@ def create_rest_app(gateway: GatewayFacade, *, openapi_path: Path,
     app[STREAM_SETTINGS] = stream_settings or StreamSettings()
     app[SSE_STREAMS] = set()
     add_routes(app.router)
+    if console_dir is not None:
+        app[console.CONSOLE_FILES] = console.load_console_files(console_dir)
+        app.router.add_get("/console", console.console_root, name="ConsoleRedirect")
+        app.router.add_get("/console/capabilities.json", console.console_capabilities, name="ConsoleCapabilities")
+        app.router.add_get("/console/{path:.*}", console.console_file, name="ConsoleFile")
     app.on_shutdown.append(close_streams)
     return app

@@ -139,6 +139,7 @@ EXPECTED = {
     "dvpctl restore vm": ["is valid for restore"],
     "dvpctl export disk spare-disk": ["sha256"],
     "/metrics": ["dvp_gateway_requests_total"],
+    "/console/": ["frame-ancestors 'none'"],
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,7 +15,7 @@ from yarl import URL
 from service.console import STATIC_DIR
 from service.core.contract import METHODS
 from tests.console.conftest import screenshot, sign_in
-from tests.support.gateway import GatewayServer
+from tests.support.gateway import GatewayServer, start_gateway
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -104,3 +105,17 @@ async def test_each_page_opens_by_its_link(page: Page, gateway_server: GatewaySe
         await expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute("aria-current", "page")
         await expect(page.locator("main h1")).to_be_visible()
         await expect(page.locator("main .problem:visible")).to_have_count(0)
+
+
+@sqlite_only
+async def test_switched_off_there_is_no_console(embedded_cluster: object, database_url: str, tmp_path: Path) -> None:
+    app, _, _ = await start_gateway(embedded_cluster, database_url, tmp_path, console=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/console", "/console/", "/console/app.js", "/console/capabilities.json"):
+                async with http.get(f"http://127.0.0.1:{app.rest_port}{path}", allow_redirects=False) as response:
+                    assert response.status == 404, path
+            async with http.get(f"http://127.0.0.1:{app.rest_port}/healthz") as response:
+                assert response.status == 200
+    finally:
+        await app.stop()

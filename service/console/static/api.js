@@ -131,11 +131,49 @@ export async function stream(path, { query, signal, onEvent, lastEventId } = {})
   }
 }
 
-/** Fetch ``path`` with the token and hand it to the browser as a file named ``filename``. */
-export async function download(path, query, filename) {
+/**
+ * A JSON Lines answer read as it comes (``POST /v1/audit:verifyStream``): ``onLine`` gets
+ * each parsed line and may return a value to stop reading and return it.
+ */
+export async function jsonLines(method, path, { query, signal, onLine } = {}) {
   let response;
   try {
-    response = await fetch(url(path, query), { headers: headers({}), cache: "no-store" });
+    response = await fetch(url(path, query), {
+      method, headers: headers({ Accept: "application/x-ndjson" }), signal, cache: "no-store" });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw unreachable(error);
+  }
+  if (!response.ok) throw await refusal(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, newline).trim();
+      buffer = buffer.slice(newline + 1);
+      if (!line) continue;
+      const answer = onLine(JSON.parse(line));
+      if (answer !== undefined) {
+        await reader.cancel();
+        return answer;
+      }
+    }
+    if (done) return undefined;
+  }
+}
+
+/**
+ * Fetch ``path`` with the token and hand it to the browser as a file named ``filename``;
+ * ``accept`` chooses the representation (the audit export is CSV for "text/csv").
+ */
+export async function download(path, query, filename, accept = "") {
+  let response;
+  try {
+    response = await fetch(url(path, query), { headers: headers(accept ? { Accept: accept } : {}), cache: "no-store" });
   } catch (error) {
     throw unreachable(error);
   }

@@ -1,7 +1,7 @@
 // Pieces every page uses: tables that stack on narrow screens, form fields with their
 // error next to them, the problem box, state badges, ages.
 
-import { h, clear, uid } from "./dom.js";
+import { append, clear, h, uid } from "./dom.js";
 
 /** A table whose cells carry their column name, so a narrow screen shows rows as cards. */
 export function table(columns, rows, { caption, empty = "Nothing here yet." } = {}) {
@@ -55,14 +55,14 @@ export function showProblem(box, error, form) {
     if (control) { control.setAttribute("aria-invalid", "true"); first = first || control; }
   }
   box.hidden = false;
-  box.append(
+  append(box, [
     h("p", { class: "problem-title" }, error.title || "The request failed"),
     error.detail && error.detail !== error.title ? h("p", {}, error.detail) : null,
     unplaced.length ? h("ul", {}, unplaced.map((v) => h("li", {}, `${v.field}: ${v.description}`))) : null,
     (error.preconditionViolations || []).length
       ? h("ul", {}, error.preconditionViolations.map((v) => h("li", {}, `${v.subject || v.type}: ${v.description}`)))
       : null,
-    error.requestId ? h("p", { class: "muted" }, `request id ${error.requestId}`) : null);
+    error.requestId ? h("p", { class: "muted" }, `request id ${error.requestId}`) : null]);
   if (first) first.focus();
 }
 

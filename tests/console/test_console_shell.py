@@ -119,3 +119,22 @@ async def test_switched_off_there_is_no_console(embedded_cluster: object, databa
                 assert response.status == 200
     finally:
         await app.stop()
+
+
+@sqlite_only
+async def test_a_capability_not_served_is_shown_as_not_yet_available(page: Page,
+                                                                     gateway_server: GatewayServer) -> None:
+    """A gateway whose clone capability is not registered (as in a release where it is still
+    being built): the clone form is not offered at all, while its neighbours still are."""
+    del gateway_server.app.gateway.registry.unary["CloneVirtualMachine"]
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"{gateway_server.rest_url}/console/capabilities.json") as response:
+        methods = (await response.json())["methods"]
+    assert methods["CloneVirtualMachine"] is False and methods["RestoreVirtualMachine"] is True
+    await sign_in(page, gateway_server, start="#/restore/clone")
+    section = page.locator("main section")
+    await expect(section.get_by_text("not yet available")).to_be_visible()
+    await expect(section.get_by_role("button")).to_have_count(0)
+    await screenshot(page, "capability-not-yet-available")
+    await page.get_by_role("link", name="Restore a VM").click()
+    await expect(section.get_by_role("button", name="Check (dry run)")).to_be_visible()

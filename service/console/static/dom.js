@@ -40,3 +40,20 @@ export function uid(prefix) {
   counter += 1;
   return `${prefix}-${counter}`;
 }
+
+/** Load a page's own stylesheet once (CSP allows only this origin's files). */
+export function useStylesheet(href) {
+  if (!document.head.querySelector(`link[href="${href}"]`)) {
+    document.head.append(h("link", { rel: "stylesheet", href }));
+  }
+}
+
+/** Wait ``ms``; throws AbortError at once if ``signal`` aborts (the person left the page). */
+export function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) { reject(new DOMException("left the page", "AbortError")); return; }
+    const stop = () => { clearTimeout(timer); reject(new DOMException("left the page", "AbortError")); };
+    const timer = setTimeout(() => { if (signal) signal.removeEventListener("abort", stop); resolve(); }, ms);
+    if (signal) signal.addEventListener("abort", stop, { once: true });
+  });
+}

@@ -6,7 +6,7 @@
 import { ApiError, call, download, jsonLines } from "../api.js";
 import { badge, clearProblem, field, heading, notAvailable, problemBox, showProblem, table, time }
   from "../components.js";
-import { clear, h } from "../dom.js";
+import { clear, h, useStylesheet } from "../dom.js";
 
 const STYLE = "pages/audit.css";
 const FILTERS = ["actor", "namespace", "resource", "action", "outcome", "since", "until"];
@@ -21,12 +21,6 @@ const METHOD_NAMES = [
   "ListVirtualMachineSnapshots", "RestoreDisk", "RestoreVirtualMachine", "VerifyAuditLog", "VerifyAuditLogStream",
   "WatchDiskSnapshots", "WatchOperation", "WatchVirtualMachineSnapshots",
 ];
-
-function loadStyle() {
-  if (!document.querySelector(`link[href="${STYLE}"]`)) {
-    document.head.append(h("link", { rel: "stylesheet", href: STYLE }));
-  }
-}
 
 async function methodNames(signal) {
   try {
@@ -335,7 +329,7 @@ function search(ctx, actions) {
 
 export default {
   async render(main, ctx) {
-    loadStyle();
+    useStylesheet(STYLE);
     const actions = await methodNames(ctx.signal);
     const events = search(ctx, actions);
     const verify = verification(ctx, events.verified);

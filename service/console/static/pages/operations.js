@@ -6,7 +6,7 @@
 import { call, idempotencyKey, stream } from "../api.js";
 import { age, badge, clearProblem, field, heading, notAvailable, problemBox, showProblem, table, time }
   from "../components.js";
-import { clear, h } from "../dom.js";
+import { clear, h, pause, useStylesheet } from "../dom.js";
 
 const TYPES = ["CREATE_DISK_SNAPSHOT", "DELETE_DISK_SNAPSHOT", "CREATE_VM_SNAPSHOT", "DELETE_VM_SNAPSHOT",
                "RESTORE_DISK", "RESTORE_VM", "CLONE_VM", "CREATE_VM_FROM_SNAPSHOT", "EXPORT_DISK",
@@ -22,21 +22,6 @@ const DEFAULT_PAGE_SIZE = "25";
 function pageSizeOf(params) {
   const value = params.get("pageSize") || DEFAULT_PAGE_SIZE;
   return /^[1-9][0-9]{0,2}$/.test(value) ? value : DEFAULT_PAGE_SIZE;
-}
-
-function useStylesheet(href) {
-  if (!document.head.querySelector(`link[href="${href}"]`)) {
-    document.head.append(h("link", { rel: "stylesheet", href }));
-  }
-}
-
-function pause(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) { reject(new DOMException("left the page", "AbortError")); return; }
-    const timer = setTimeout(() => { signal.removeEventListener("abort", stop); resolve(); }, ms);
-    function stop() { clearTimeout(timer); reject(new DOMException("left the page", "AbortError")); }
-    signal.addEventListener("abort", stop, { once: true });
-  });
 }
 
 function opLink(op, text) {

@@ -7,7 +7,7 @@
 import { call, idempotencyKey, stream } from "../api.js";
 import { badge, clearProblem, field, heading, notAvailable, problemBox, showProblem, table, time }
   from "../components.js";
-import { clear, h, uid } from "../dom.js";
+import { clear, h, pause, uid, useStylesheet } from "../dom.js";
 
 const STYLE = "pages/restore.css";
 const NAME_HINT = "Lowercase letters, digits and '-'.";
@@ -21,12 +21,6 @@ const FORMS = [
   { slug: "from-snapshot", title: "VM from a VM snapshot", method: "CreateVirtualMachineFromSnapshot",
     build: fromSnapshotForm },
 ];
-
-function loadStyle() {
-  if (!document.querySelector(`link[href="${STYLE}"]`)) {
-    document.head.append(h("link", { rel: "stylesheet", href: STYLE }));
-  }
-}
 
 // ------------------------------------------------------------------ small pieces
 
@@ -42,17 +36,6 @@ function datalist(id) {
 function fillDatalist(list, values) {
   clear(list);
   for (const value of [...new Set(values)].sort()) list.append(h("option", { value }));
-}
-
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal && signal.aborted) { reject(new DOMException("Aborted", "AbortError")); return; }
-    const timer = setTimeout(resolve, ms);
-    if (signal) {
-      const stop = () => { clearTimeout(timer); reject(new DOMException("Aborted", "AbortError")); };
-      signal.addEventListener("abort", stop, { once: true });
-    }
-  });
 }
 
 /** showProblem, with the violations of one field joined (a clone's prefix can fail for several objects). */
@@ -105,7 +88,7 @@ async function follow(ctx, id, onUpdate) {
     lastEventId = String(last.version || "");
     onUpdate(last);
     if (last.done) return last;
-    await sleep(ctx.served("WatchOperation") ? 300 : 1000, ctx.signal);
+    await pause(ctx.served("WatchOperation") ? 300 : 1000, ctx.signal);
   }
 }
 
@@ -622,7 +605,7 @@ function restoreDiskForm(ctx) {
 
 export default {
   async render(main, ctx) {
-    loadStyle();
+    useStylesheet(STYLE);
     const current = FORMS.find((f) => f.slug === ctx.args[0]) || FORMS[0];
     const keep = ctx.params.get("namespace") ? `?namespace=${encodeURIComponent(ctx.params.get("namespace"))}` : "";
     const tabs = h("nav", { class: "subnav", "aria-label": "Restore and clone forms" },

@@ -6,7 +6,7 @@
 
 import { call, idempotencyKey, stream } from "../api.js";
 import { age, badge, clearProblem, field, heading, notAvailable, problemBox, showProblem } from "../components.js";
-import { clear, h } from "../dom.js";
+import { clear, h, pause, useStylesheet } from "../dom.js";
 
 const KINDS = {
   disk: {
@@ -40,22 +40,6 @@ const KINDS = {
 };
 const NAME_HINT = "Lowercase letters, digits, '-' and '.'. Leave empty to have one generated from the source's name.";
 const RETRY_DELAYS = [500, 1000, 2000, 5000, 10000];
-
-function useStylesheet(href) {
-  if (!document.head.querySelector(`link[href="${href}"]`)) {
-    document.head.append(h("link", { rel: "stylesheet", href }));
-  }
-}
-
-/** Wait ``ms``, or less if ``signal`` aborts (then throw AbortError). */
-function pause(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) { reject(new DOMException("left the page", "AbortError")); return; }
-    const timer = setTimeout(() => { signal.removeEventListener("abort", stop); resolve(); }, ms);
-    function stop() { clearTimeout(timer); reject(new DOMException("left the page", "AbortError")); }
-    signal.addEventListener("abort", stop, { once: true });
-  });
-}
 
 function consistentText(value) {
   if (value === true) return "true";

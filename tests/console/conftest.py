@@ -13,7 +13,9 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -60,6 +62,14 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     # A refused API call logs "Failed to load resource" (the page shows it as a problem box).
     unexpected = [text for text in problems if "Failed to load resource" not in text]
     assert not unexpected, f"the page logged errors: {unexpected}"
+
+
+async def api_call(server: GatewayServer, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """A call of the REST API as the dev user, outside the page (what another client does)."""
+    async with aiohttp.ClientSession(headers=server.auth()) as http, \
+            http.request(method, f"{server.rest_url}{path}", json=body) as response:
+        assert response.status < 300, await response.text()
+        return await response.json()
 
 
 async def sign_in(page: Page, server: GatewayServer, *, user: str = "dev", start: str = "") -> None:

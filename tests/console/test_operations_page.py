@@ -7,27 +7,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import aiohttp
 import pytest
 from playwright.async_api import Page, Request, expect
 
 from service.embedded_cluster.controllers.resources import VMSNAPSHOT
-from tests.console.conftest import screenshot, sign_in
+from tests.console.conftest import api_call, screenshot, sign_in
 from tests.support.doors import pace
 from tests.support.gateway import GatewayServer
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-async def _api(server: GatewayServer, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    async with aiohttp.ClientSession(headers=server.auth()) as http, \
-            http.request(method, f"{server.rest_url}{path}", json=body) as response:
-        assert response.status < 300, await response.text()
-        return await response.json()
-
-
 async def _snapshot(server: GatewayServer, name: str, disk: str = "spare-disk") -> dict[str, Any]:
-    return await _api(server, "POST", "/v1/namespaces/demo/disk-snapshots", {"name": name, "virtualDiskName": disk})
+    return await api_call(server, "POST", "/v1/namespaces/demo/disk-snapshots", {"name": name, "virtualDiskName": disk})
 
 
 def _row(page: Page, op: dict[str, Any]) -> Any:
@@ -93,7 +85,7 @@ async def test_one_operation_followed_live_to_succeeded(page: Page, gateway_serv
     # Each step of the VM snapshot controller held long enough to open the page before it is done.
     pace(gateway_server.cluster, VMSNAPSHOT, 0.8)
     # image-vm has an image attached: the operation carries the guide's warning.
-    op = await _api(gateway_server, "POST", "/v1/namespaces/demo/vm-snapshots",
+    op = await api_call(gateway_server, "POST", "/v1/namespaces/demo/vm-snapshots",
                     {"name": "image-vm-snapshot", "virtualMachineName": "image-vm", "keepIPAddress": "Never"})
     await sign_in(page, gateway_server, start=f"#/operations/{op['id']}")
     await expect(page.locator("main h1")).to_have_text("Create VM snapshot: image-vm")
@@ -146,5 +138,5 @@ async def test_cancel_an_operation_that_waits(page: Page, gateway_server: Gatewa
     await expect(page.locator("main .problem[role=alert]:visible")).to_have_count(0)
     cancels = [r for r in sent if r.url.endswith(":cancel")]
     assert len(cancels) == 1 and cancels[0].headers.get("idempotency-key")
-    stored = await _api(gateway_server, "GET", f"/v1/operations/{op['id']}")
+    stored = await api_call(gateway_server, "GET", f"/v1/operations/{op['id']}")
     assert stored["state"] == "CANCELLED"

@@ -11,24 +11,16 @@ import json
 import re
 from typing import Any
 
-import aiohttp
 import pytest
 from playwright.async_api import Page, Request, expect
 
 from service.core.contract import METHODS
 from service.embedded_cluster.controllers.resources import VDSNAPSHOT
-from tests.console.conftest import screenshot, sign_in
+from tests.console.conftest import api_call, screenshot, sign_in
 from tests.support.doors import pace
 from tests.support.gateway import GatewayServer
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-async def _api(server: GatewayServer, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    async with aiohttp.ClientSession(headers=server.auth()) as http, \
-            http.request(method, f"{server.rest_url}{path}", json=body) as response:
-        assert response.status < 300, await response.text()
-        return await response.json()
 
 
 def _mutations(page: Page) -> list[Request]:
@@ -92,7 +84,7 @@ async def test_the_guides_disk_snapshot_made_by_keyboard_and_followed_live(
     await screenshot(page, "snapshots")
 
     # The row's (and the panel's) operation link opens the operation.
-    op_id = (await _api(gateway_server, "GET", "/v1/namespaces/demo/disk-snapshots/linux-vm-root-snapshot"))[
+    op_id = (await api_call(gateway_server, "GET", "/v1/namespaces/demo/disk-snapshots/linux-vm-root-snapshot"))[
         "operationId"]
     await row.get_by_role("link").click()
     await expect(page).to_have_url(re.compile(f"#/operations/{op_id}$"))
@@ -168,7 +160,7 @@ async def test_a_vm_snapshot_with_its_ip_address_policy(page: Page, gateway_serv
         "name": "linux-vm-snapshot", "virtualMachineName": "linux-vm", "requiredConsistency": True,
         "keepIPAddress": "Never"}
     await screenshot(page, "snapshots-vm")
-    snapshot = await _api(gateway_server, "GET", "/v1/namespaces/demo/vm-snapshots/linux-vm-snapshot")
+    snapshot = await api_call(gateway_server, "GET", "/v1/namespaces/demo/vm-snapshots/linux-vm-snapshot")
     assert snapshot["keepIPAddress"] == "Never" and snapshot["requiredConsistency"] is True
 
 
@@ -183,7 +175,7 @@ async def test_api_snapshots_appear_live_and_delete_after_confirmation(
     await expect(page.get_by_text("No disk snapshots in this namespace yet.")).to_be_visible()
     await page.evaluate("window.__marker = 1")
 
-    await _api(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
+    await api_call(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
                {"name": "from-the-api", "virtualDiskName": "spare-disk"})
     row = page.locator('tr[data-key="from-the-api"]')
     await expect(row.locator('td[data-label="Phase"]')).to_have_text("Ready", timeout=10_000)
@@ -204,13 +196,13 @@ async def test_api_snapshots_appear_live_and_delete_after_confirmation(
     await expect(page.get_by_role("heading", name="Disk snapshots in demo")).to_be_focused()
     await expect(page.get_by_text("No disk snapshots in this namespace yet.")).to_be_visible()
     assert [r.method for r in sent] == ["DELETE"] and sent[0].headers.get("idempotency-key")
-    operations = await _api(gateway_server, "GET", "/v1/operations?type=DELETE_DISK_SNAPSHOT")
+    operations = await api_call(gateway_server, "GET", "/v1/operations?type=DELETE_DISK_SNAPSHOT")
     assert [op["target"]["name"] for op in operations["items"]] == ["from-the-api"]
 
 
 async def test_the_page_at_a_narrow_width(page: Page, gateway_server: GatewayServer) -> None:
     for name, disk in (("narrow-one", "spare-disk"), ("narrow-two-with-a-rather-long-name", "linux-vm-root")):
-        await _api(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
+        await api_call(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
                    {"name": name, "virtualDiskName": disk, "requiredConsistency": False})
     await page.set_viewport_size({"width": 640, "height": 900})
     await sign_in(page, gateway_server, start="#/snapshots")
@@ -226,7 +218,7 @@ async def test_methods_not_served_show_as_not_available(page: Page, gateway_serv
     methods = {m.name: m.name not in missing for m in METHODS}
     await page.route("**/console/capabilities.json",
                      lambda route: route.fulfill(json={"methods": methods}))
-    await _api(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
+    await api_call(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
                {"name": "listed", "virtualDiskName": "spare-disk"})
     await sign_in(page, gateway_server, start="#/snapshots")
     await expect(page.locator('tr[data-key="listed"]')).to_be_visible()
@@ -261,7 +253,7 @@ async def test_the_list_recovers_from_an_overflow_and_a_dropped_stream(
     page.on("request", lambda r: listings.append(r.url)
             if r.method == "GET" and r.url.split("?")[0].endswith("/disk-snapshots") else None)
     await page.route(re.compile(r"/disk-snapshots:watch"), watch)
-    await _api(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
+    await api_call(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
                {"name": "before", "virtualDiskName": "spare-disk"})
     await sign_in(page, gateway_server, start="#/snapshots")
     await expect(page.locator('tr[data-key="before"]')).to_be_visible()
@@ -270,7 +262,7 @@ async def test_the_list_recovers_from_an_overflow_and_a_dropped_stream(
     await asyncio.wait_for(third.wait(), 10)
     await expect(page.locator(".live-status")).to_have_text(re.compile("Live"))
     assert len(listings) == 3, "each new watch follows a new listing"
-    await _api(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
+    await api_call(gateway_server, "POST", "/v1/namespaces/demo/disk-snapshots",
                {"name": "after", "virtualDiskName": "spare-disk"})
     await expect(page.locator('tr[data-key="after"] td[data-label="Phase"]')).to_have_text("Ready")
     assert len(listings) == 3

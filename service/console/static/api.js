@@ -57,6 +57,22 @@ async function refusal(response) {
   return error;
 }
 
+/**
+ * fetch with the token, never cached; a network failure becomes ApiError ("Cannot reach
+ * the gateway"), a refusal the API's problem as ApiError; leaving the page (AbortError) passes.
+ */
+async function send(path, query, init) {
+  let response;
+  try {
+    response = await fetch(url(path, query), { ...init, headers: headers(init.headers || {}), cache: "no-store" });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw unreachable(error);
+  }
+  if (!response.ok) throw await refusal(response);
+  return response;
+}
+
 /** A fresh idempotency key: one per action a person takes, reused if that action is retried. */
 export function idempotencyKey() {
   return crypto.randomUUID();
@@ -70,17 +86,10 @@ export async function call(method, path, options = {}) {
   const extra = { Accept: "application/json" };
   if (options.body !== undefined) extra["Content-Type"] = "application/json";
   if (options.idempotencyKey) extra["Idempotency-Key"] = options.idempotencyKey;
-  let response;
-  try {
-    response = await fetch(url(path, options.query), {
-      method, headers: headers(extra), signal: options.signal, cache: "no-store",
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw unreachable(error);
-  }
-  if (!response.ok) throw await refusal(response);
+  const response = await send(path, options.query, {
+    method, headers: extra, signal: options.signal,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
   if (response.status === 204) return null;
   return response.json();
 }
@@ -92,14 +101,7 @@ export async function call(method, path, options = {}) {
 export async function stream(path, { query, signal, onEvent, lastEventId } = {}) {
   const extra = { Accept: "text/event-stream" };
   if (lastEventId) extra["Last-Event-ID"] = lastEventId;
-  let response;
-  try {
-    response = await fetch(url(path, query), { headers: headers(extra), signal, cache: "no-store" });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw unreachable(error);
-  }
-  if (!response.ok) throw await refusal(response);
+  const response = await send(path, query, { headers: extra, signal });
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -136,15 +138,7 @@ export async function stream(path, { query, signal, onEvent, lastEventId } = {})
  * each parsed line and may return a value to stop reading and return it.
  */
 export async function jsonLines(method, path, { query, signal, onLine } = {}) {
-  let response;
-  try {
-    response = await fetch(url(path, query), {
-      method, headers: headers({ Accept: "application/x-ndjson" }), signal, cache: "no-store" });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw unreachable(error);
-  }
-  if (!response.ok) throw await refusal(response);
+  const response = await send(path, query, { method, headers: { Accept: "application/x-ndjson" }, signal });
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -171,13 +165,7 @@ export async function jsonLines(method, path, { query, signal, onLine } = {}) {
  * ``accept`` chooses the representation (the audit export is CSV for "text/csv").
  */
 export async function download(path, query, filename, accept = "") {
-  let response;
-  try {
-    response = await fetch(url(path, query), { headers: headers(accept ? { Accept: accept } : {}), cache: "no-store" });
-  } catch (error) {
-    throw unreachable(error);
-  }
-  if (!response.ok) throw await refusal(response);
+  const response = await send(path, query, { headers: accept ? { Accept: accept } : {} });
   const blob = await response.blob();
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);

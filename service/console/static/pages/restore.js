@@ -391,14 +391,20 @@ function customizationFields(ctx, prefix = "", suffix = "") {
   return { node, read };
 }
 
-function restoreVmForm(ctx) {
-  const ns = namespaceField(ctx);
-  const snapshots = datalist("restore-vm-snapshots");
-  const snapshotInput = textInput(ctx.params.get("snapshot") || "", { required: true, list: snapshots.id });
-  const vmInput = textInput(ctx.params.get("vm") || "", { required: true });
+/**
+ * The VM snapshot field: suggests the namespace's VM snapshots and says what the chosen
+ * one is; ``onKnown(snapshot)`` runs when the text names a known snapshot.
+ */
+function vmSnapshotPicker(ctx, ns, listId, onKnown = () => {}) {
+  const snapshots = datalist(listId);
+  const input = textInput(ctx.params.get("snapshot") || "", { required: true, list: snapshots.id });
   const about = h("span", { "aria-live": "polite" });
   let known = new Map();
-
+  function describe() {
+    const snap = known.get(input.value.trim());
+    about.textContent = snap ? `A snapshot of ${snap.virtualMachineName}, ${snap.phase || "no phase yet"}.` : "";
+    if (snap) onKnown(snap);
+  }
   async function load() {
     const found = await names(ctx, "ListVirtualMachineSnapshots",
       `/v1/namespaces/${segment(ns.input.value.trim() || "demo")}/vm-snapshots`, (s) => s);
@@ -406,16 +412,20 @@ function restoreVmForm(ctx) {
     fillDatalist(snapshots, found.map((s) => s.name));
     describe();
   }
-  function describe() {
-    const snap = known.get(snapshotInput.value.trim());
-    about.textContent = snap ? `A snapshot of ${snap.virtualMachineName}, ${snap.phase || "no phase yet"}.` : "";
-    if (snap && !vmInput.value.trim()) vmInput.value = snap.virtualMachineName;
-  }
-  // While the person is still in the snapshot field (typing or picking from the list), so that
-  // the VM field is filled before they reach it, never under their cursor.
-  snapshotInput.addEventListener("input", describe);
+  input.addEventListener("input", describe);
   ns.input.addEventListener("change", load);
   load();
+  return { input, about, snapshots };
+}
+
+function restoreVmForm(ctx) {
+  const ns = namespaceField(ctx);
+  const vmInput = textInput(ctx.params.get("vm") || "", { required: true });
+  // Filled while the person is still in the snapshot field (typing or picking from the
+  // list), so the VM field is ready before they reach it, never under their cursor.
+  const { input: snapshotInput, about, snapshots } = vmSnapshotPicker(ctx, ns, "restore-vm-snapshots", (snap) => {
+    if (!vmInput.value.trim()) vmInput.value = snap.virtualMachineName;
+  });
 
   const read = () => {
     const namespace = ns.input.value.trim();
@@ -465,25 +475,8 @@ function cloneVmForm(ctx) {
 
 function fromSnapshotForm(ctx) {
   const ns = namespaceField(ctx);
-  const snapshots = datalist("clone-vm-snapshots");
-  const snapshotInput = textInput(ctx.params.get("snapshot") || "", { required: true, list: snapshots.id });
   const naming = customizationFields(ctx, ctx.params.get("prefix") || "");
-  const about = h("span", { "aria-live": "polite" });
-  let known = new Map();
-  async function load() {
-    const found = await names(ctx, "ListVirtualMachineSnapshots",
-      `/v1/namespaces/${segment(ns.input.value.trim() || "demo")}/vm-snapshots`, (s) => s);
-    known = new Map(found.map((s) => [s.name, s]));
-    fillDatalist(snapshots, found.map((s) => s.name));
-    describe();
-  }
-  function describe() {
-    const snap = known.get(snapshotInput.value.trim());
-    about.textContent = snap ? `A snapshot of ${snap.virtualMachineName}, ${snap.phase || "no phase yet"}.` : "";
-  }
-  snapshotInput.addEventListener("change", describe);
-  ns.input.addEventListener("change", load);
-  load();
+  const { input: snapshotInput, about, snapshots } = vmSnapshotPicker(ctx, ns, "clone-vm-snapshots");
   const read = () => {
     const namespace = ns.input.value.trim();
     const snapshot = snapshotInput.value.trim();

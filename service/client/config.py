@@ -57,6 +57,8 @@ class ClientConfig:
             return self.token_file.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"cannot read the token file {self.token_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"the token file {self.token_file} is not UTF-8 text") from None
 
 
 def find_config(explicit: Path | None = None) -> Path | None:

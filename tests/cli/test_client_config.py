@@ -82,6 +82,9 @@ def test_missing_file_and_missing_token_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="cannot read the token file"):
         ClientConfig(token_file=tmp_path / "absent").bearer_token()
+    (tmp_path / "binary").write_bytes(b"\xff\xfe token")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        ClientConfig(token_file=tmp_path / "binary").bearer_token()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -20,6 +20,7 @@ import yaml
 
 from service.embedded_cluster.schema import SchemaAdmission
 from service.embedded_cluster.schema.loader import resource_types_of
+from tests.support.banner import read_banner
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM_CRDS = REPO.parent / "shared" / "crds"
@@ -35,25 +36,16 @@ class Served:
     token: str
 
 
+BANNER = {
+    "grpc": re.compile(r"^gRPC\s+listening on (\S+)"),
+    "rest": re.compile(r"^REST\s+listening on (http://\S+)/v1"),
+    "kubeconfig": re.compile(r"kubectl --kubeconfig (\S+)\)"),
+    "token": re.compile(r"^dev bearer token: (\S+)"),
+}
+
+
 def _read_banner(process: subprocess.Popen[str], deadline: float, seen: list[str] | None = None) -> dict[str, str]:
-    assert process.stdout is not None
-    found: dict[str, str] = {}
-    patterns = {
-        "grpc": re.compile(r"^gRPC\s+listening on (\S+)"),
-        "rest": re.compile(r"^REST\s+listening on (http://\S+)/v1"),
-        "kubeconfig": re.compile(r"kubectl --kubeconfig (\S+)\)"),
-        "token": re.compile(r"^dev bearer token: (\S+)"),
-    }
-    while len(found) < len(patterns):
-        assert time.monotonic() < deadline, f"the gateway did not print its banner; got {found}"
-        line = process.stdout.readline()
-        assert line, f"the gateway exited early with {process.poll()}"
-        if seen is not None:
-            seen.append(line)
-        for key, pattern in patterns.items():
-            if match := pattern.search(line.strip()):
-                found[key] = match.group(1)
-    return found
+    return read_banner(process, BANNER, deadline, seen)
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.banner import read_banner
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 VENV_BIN = Path(sys.executable).parent
@@ -71,20 +73,6 @@ class Scratch:
         return code
 
 
-def _read_banner(process: subprocess.Popen[str]) -> dict[str, str]:
-    assert process.stdout is not None
-    found: dict[str, str] = {}
-    deadline = time.monotonic() + 90
-    while len(found) < len(BANNER):
-        assert time.monotonic() < deadline, f"no full banner; got {found}"
-        line = process.stdout.readline()
-        assert line, f"the gateway exited early with {process.poll()}"
-        for key, pattern in BANNER.items():
-            if match := pattern.search(line.strip()):
-                found[key] = match.group(1)
-    return found
-
-
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[Scratch]:
     (tmp_path / ".venv").symlink_to(REPO / ".venv")
@@ -98,7 +86,7 @@ def scratch(tmp_path: Path) -> Iterator[Scratch]:
          "--embedded-step-delay", "0.1", "--log-format", "text"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        banner = _read_banner(process)
+        banner = read_banner(process, BANNER, time.monotonic() + 90)
         assert banner["client"] == "var/client.yaml", "dvpctl finds ./var/client.yaml by itself"
         yield Scratch(tmp_path, banner, env)
     finally:

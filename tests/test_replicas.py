@@ -30,8 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bench.chaos import (
+    UNFINISHED,
     Endpoint,
     Load,
     LoadConfig,
@@ -46,6 +50,7 @@ from bench.chaos import (
     version_regressions,
 )
 from bench.processes import GatewayProcess, embedded_cluster_process
+from service.store.models import operations
 from tests.support.postgres import PostgresServer
 from tests.support.processes import became_leader, fresh_postgres_database, leaders
 
@@ -56,6 +61,9 @@ MARGIN = 2.0
 # Controllers slow enough that some operations are unfinished when the leader dies, fast
 # enough that replicas race on the same operation rows (the request path and the reconciler).
 STEP_DELAY = 0.15
+# The leader dies at a moment with at least this much unfinished work, waiting at most BUSY_LIMIT s for it.
+BUSY_AT_KILL = 2
+BUSY_LIMIT = 15.0
 # Most broken calls fail over to the other replica with the same request id; some are given up.
 ABANDON = 0.2
 
@@ -113,11 +121,12 @@ async def test_kill_the_leader_replica_mid_load(request: pytest.FixtureRequest, 
                     load = Load(endpoints, LoadConfig(clients=4, abandon=ABANDON, seed=seed, run=f"{seed:x}"))
                     load.start()
                     await asyncio.sleep(LOAD_BEFORE_KILL)
-                    leader.kill()
+                    busy_wait = await _kill_when_busy(leader, url)
                     killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
                     left = (await read_database(url)).unfinished
                     info.append(f"killed {leader.name} (Lease holder {holder_before}) after {LOAD_BEFORE_KILL:g} s of "
-                                f"load; {len(left)} operations unfinished at that moment")
+                                f"load and {busy_wait:.2f} s waiting for unfinished work; {len(left)} operations "
+                                "unfinished at that moment")
                     holder_after, takeover_seconds = await _watch_takeover(cluster.kubeconfig, holder_before, bound,
                                                                            killed_at, load)
                     takeover_wall = datetime.now(UTC)
@@ -183,6 +192,28 @@ async def test_kill_the_leader_replica_mid_load(request: pytest.FixtureRequest, 
         details = "\n".join(f"{name} ({len(items)}):\n" + "\n".join(f"  {item}" for item in items[:8])
                             for name, items in failed.items())
         pytest.fail(f"{len(failed)} checks failed (logs in {tmp_path}):\n{details}\n{summary}", pytrace=False)
+
+
+async def _kill_when_busy(leader: GatewayProcess, url: str, limit: float = BUSY_LIMIT) -> float:
+    """SIGKILL the leader at a moment when at least BUSY_AT_KILL operations are unfinished,
+    polling on one connection so the kill follows the sighting within milliseconds (a blind
+    kill can land while the four clients are all between operations, and then (c) proves
+    nothing). After ``limit`` seconds it kills anyway and (c) reports the idle moment. The
+    seconds spent waiting."""
+    started = time.monotonic()
+    query = sa.select(sa.func.count()).select_from(operations).where(operations.c.state.in_(UNFINISHED))
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            while time.monotonic() - started < limit:
+                if int((await conn.execute(query)).scalar_one()) >= BUSY_AT_KILL:
+                    break
+                await conn.rollback()  # a fresh snapshot for the next count
+                await asyncio.sleep(0.02)
+            leader.kill()
+    finally:
+        await engine.dispose()
+    return time.monotonic() - started
 
 
 async def _watch_takeover(kubeconfig: Path, holder_before: str, bound: float, killed_at: float,

@@ -122,6 +122,13 @@ def export_url(server: str, namespace: str, kind: str, name: str) -> str:
             f"{quote(name, safe='')}:export")
 
 
+def connect_failure_reason(exc: aiohttp.ClientConnectorError) -> str:
+    """The OS's words for a failed connect ("Connection refused"), not aiohttp's
+    "Connect call failed ('127.0.0.1', 9)", so dvpctl's commands all say it alike."""
+    error = exc.os_error
+    return os.strerror(error.errno) if error is not None and error.errno else str(exc)
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit - 3] + "..."
@@ -229,7 +236,7 @@ class _Job:
             raise DownloadError(f"TLS to {self.server} failed: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
             if not self.contacted:
-                raise DownloadError(f"cannot connect to {self.server}: {exc.os_error.strerror or exc}") from None
+                raise DownloadError(f"cannot connect to {self.server}: {connect_failure_reason(exc)}") from None
             raise _Transient(f"cannot connect to {self.server}") from None
         except aiohttp.ClientPayloadError:
             raise _Transient(f"the connection broke off at {self.offset} bytes") from None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from service.client.download import connect_failure_reason
 from service.ctl.connection import Connection
 from service.ctl.errors import ApiError, CtlError, one_line
 
@@ -113,9 +113,7 @@ class RestClient:
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError) as exc:
             raise CtlError(f"TLS to {server} failed: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
-            error = exc.os_error
-            reason = os.strerror(error.errno) if error is not None and error.errno else str(exc)
-            raise CtlError(f"cannot connect to {server}: {reason}") from None
+            raise CtlError(f"cannot connect to {server}: {connect_failure_reason(exc)}") from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             if streaming:
                 raise StreamBroken(f"the stream from {server} broke off: {one_line(str(exc)) or 'disconnected'}") \

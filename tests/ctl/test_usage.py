@@ -68,6 +68,8 @@ async def test_connection_and_config_failures_are_one_line_and_exit_1(tmp_path: 
         result = await pending
         assert result.code == 1, (args, result)
         assert len(result.err_lines) == 1 and "cannot connect to http://127.0.0.1:" in result.err, (args, result)
+        # Every command, the export's own download client too, in the OS's words.
+        assert result.err_lines[0].endswith(": Connection refused"), (args, result)
         assert "Traceback" not in result.err
     assert not [n for n in os.listdir(tmp_path) if n.startswith("out.img")], "a failed export leaves nothing"
 

@@ -1,5 +1,6 @@
-"""Structured logging: one JSON object per line, the request id on every line of a
-call, and a filter that scrubs bearer tokens and passwords from anything logged."""
+"""Structured logging: one JSON object per line, the request id (and, with tracing on,
+the trace id) on every line of a call, and a filter that scrubs bearer tokens and
+passwords from anything logged."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# Set by the call's server span when tracing is on: a log line then leads to its trace.
+trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 
 _SECRET_PATTERNS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[REDACTED]"),
@@ -38,6 +41,8 @@ class _JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["request_id"] = rid
+        if tid := trace_id_var.get():
+            entry["trace_id"] = tid
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update({k: redact(str(v)) if isinstance(v, str) else v for k, v in extra.items()})
@@ -48,8 +53,8 @@ class _JsonFormatter(logging.Formatter):
 
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        rid = request_id_var.get()
-        prefix = f"[{rid}] " if rid else ""
+        ids = " ".join(filter(None, (request_id_var.get(), trace_id_var.get() and f"trace={trace_id_var.get()}")))
+        prefix = f"[{ids}] " if ids else ""
         return redact(f"{record.levelname.lower():7} {record.name}: {prefix}{super().format(record)}")
 
 

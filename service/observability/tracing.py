@@ -32,7 +32,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanK
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from yarl import URL
 
-from service.log import request_id_var
+from service.log import request_id_var, trace_id_var
 from service.settings import StartupError
 
 SERVICE_NAME = "dvp-snapshot-gateway"
@@ -58,13 +58,16 @@ def resource() -> Resource:
 
 
 class ServerSpan:
-    """A call's span, current in its task until ``end``."""
+    """A call's span, current in its task until ``end``; its trace id is on the call's
+    log lines meanwhile."""
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_span", "_token", "_trace_token")
 
     def __init__(self, span: Span) -> None:
         self._span = span
         self._token = otel_context.attach(trace.set_span_in_context(span))
+        context = span.get_span_context()
+        self._trace_token = trace_id_var.set(trace.format_trace_id(context.trace_id)) if context.is_valid else None
 
     def set(self, key: str, value: str) -> None:
         self._span.set_attribute(key, value)
@@ -75,6 +78,8 @@ class ServerSpan:
             self._span.set_status(Status(StatusCode.ERROR, code))
         try:
             otel_context.detach(self._token)
+            if self._trace_token is not None:
+                trace_id_var.reset(self._trace_token)
         finally:
             self._span.end()
 

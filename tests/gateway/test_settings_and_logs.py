@@ -131,6 +131,23 @@ def test_json_lines_carry_the_request_id() -> None:
     entry = json.loads(stream.getvalue())
     assert entry["request_id"] == "req-42" and entry["level"] == "warning"
     assert "topsecret" not in entry["msg"]
+    assert "trace_id" not in entry   # tracing off: no trace to point at
+
+
+@pytest.mark.parametrize(("formatter", "expected"), [
+    (log._JsonFormatter(), '"request_id": "req-7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"'),
+    (log._TextFormatter("%(message)s"), "[req-7 trace=4bf92f3577b34da6a3ce929d0e0e4736] answered"),
+])
+def test_a_traced_call_s_lines_carry_its_trace_id_in_both_formats(formatter: logging.Formatter, expected: str) -> None:
+    record = logging.LogRecord("dvp.calls", logging.INFO, __file__, 1, "answered", None, None)
+    tokens = log.request_id_var.set("req-7"), log.trace_id_var.set("4bf92f3577b34da6a3ce929d0e0e4736")
+    try:
+        line = formatter.format(record)
+    finally:
+        log.trace_id_var.reset(tokens[1])
+        log.request_id_var.reset(tokens[0])
+    assert expected in line, line
+    assert "trace" not in formatter.format(record)
 
 
 async def test_no_token_reaches_any_log_line_of_a_real_call(gateway_server: GatewayServer,

@@ -180,6 +180,7 @@ async def test_the_request_id_is_in_the_span_a_log_line_and_the_audit_event(
     mine = [line for line in lines if line.get("request_id") == request_id]
     assert len(mine) == 1, lines
     assert mine[0]["logger"] == "dvp.calls" and f"{door} CreateDiskSnapshot answered OK" in mine[0]["msg"]
+    assert root.context is not None and mine[0]["trace_id"] == f"{root.context.trace_id:032x}"
     # The audit event, through the audit API.
     async with aiohttp.ClientSession() as session, session.get(
             f"{traced.rest_url}/v1/audit/events", params={"action": "CreateDiskSnapshot", "pageSize": "100"},

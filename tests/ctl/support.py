@@ -65,9 +65,16 @@ class Cli:
         return Result(process.returncode, out.decode(), err.decode())
 
     async def start(self, *args: str) -> asyncio.subprocess.Process:
+        """A dvpctl left running, for ``interrupt``. Its Ctrl-C is the terminal's even when
+        the suite itself was started in the background (``./dev test &``), where SIGINT is
+        inherited as ignored and Python, rightly, keeps it ignored."""
         return await asyncio.create_subprocess_exec(
             str(DVPCTL), *args, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def read_until(process: asyncio.subprocess.Process, needle: str, within: float = 30.0) -> list[str]:

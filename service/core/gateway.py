@@ -62,8 +62,6 @@ class CoreSettings:
     pending_grace: float = 10.0
     # WatchOperation re-reads the store at least this often (other replicas' writes).
     operation_poll_interval: float = 1.0
-    # Adapters send a keepalive on idle watch streams this often.
-    watch_heartbeat: float = 15.0
     # Lease for background work (used by the composition root's LeaderElector).
     lease_name: str = "dvp-snapshot-gateway"
     lease_namespace: str = "default"

@@ -34,6 +34,21 @@ async def _open_grpc(channel: grpc.aio.Channel, server: GatewayServer,
     return call
 
 
+async def _admitted_grpc(channel: grpc.aio.Channel, server: GatewayServer,
+                         user: str) -> grpc.aio.UnaryStreamCall[Any, Any]:
+    """A gRPC watch known to hold its slot: it has sent an item. (Its initial metadata,
+    the request id, is sent before the stream is admitted, so it proves nothing.)"""
+    stub = snapshot_service_pb2_grpc.SnapshotServiceStub(channel)
+    await stub.CreateDiskSnapshot(snapshot_service_pb2.CreateDiskSnapshotRequest(
+        namespace="demo", name="capped", virtual_disk_name="spare-disk"),
+        metadata=(("authorization", f"Bearer {server.tokens[user]}"),))
+    call = await _open_grpc(channel, server, user)
+    async with asyncio.timeout(10):
+        first = await call.read()
+    assert first is not grpc.aio.EOF and first.snapshot.name == "capped", first
+    return call
+
+
 async def _grpc_refused(channel: grpc.aio.Channel, server: GatewayServer, user: str) -> grpc.aio.AioRpcError:
     call = await _open_grpc(channel, server, user)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -45,12 +60,16 @@ async def _grpc_refused(channel: grpc.aio.Channel, server: GatewayServer, user: 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_streams_per_caller_are_capped_across_both_doors(embedded_cluster: Any, database_url: str,
                                                                tmp_path: Path) -> None:
-    settings = CoreSettings(resync_interval=0.2, max_streams_per_caller=CAP, watch_heartbeat=0.5)
+    settings = CoreSettings(resync_interval=0.2, max_streams_per_caller=CAP)
     async with running_gateway(embedded_cluster, database_url, tmp_path, settings) as server, \
             aiohttp.ClientSession() as session, grpc.aio.insecure_channel(server.grpc_target) as channel:
+        watch = await _admitted_grpc(channel, server, "operator")
         sse = await _open_sse(session, server, "operator")
-        watch = await _open_grpc(channel, server, "operator")
         assert sse.status == 200
+        # Its first event, so it holds its slot (a slow start still gets its 200 after a grace).
+        async with asyncio.timeout(10):
+            while not (await sse.content.readline()).startswith(b"data:"):
+                pass
 
         refused = await _open_sse(session, server, "operator")
         assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1

@@ -136,7 +136,7 @@ async def _watchers(server: GatewayServer, session: aiohttp.ClientSession, chann
 
 
 def _settings() -> CoreSettings:
-    return CoreSettings(resync_interval=0.2, watch_heartbeat=0.5)
+    return CoreSettings(resync_interval=0.2)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -79,7 +79,10 @@ class ServerSpan:
         try:
             otel_context.detach(self._token)
             if self._trace_token is not None:
-                trace_id_var.reset(self._trace_token)
+                # A call ended from another context must not fail for it (OTel's
+                # detach tolerates that too); that context's value is its own.
+                with contextlib.suppress(ValueError):
+                    trace_id_var.reset(self._trace_token)
         finally:
             self._span.end()
 

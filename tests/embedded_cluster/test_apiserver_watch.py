@@ -4,9 +4,8 @@ bookmarks, selectors, dropped and expired watches, slow watchers."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,6 +16,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
 from tests.support.cluster import api_client
+from tests.support.waiting import wait_for
 
 NS = "w"
 BASE = "/apis/virtualization.deckhouse.io/v1alpha2"
@@ -58,14 +58,6 @@ async def read_events(response: aiohttp.ClientResponse, count: int, limit: float
                 break
             events.append(json.loads(line))
     return events
-
-
-async def eventually(check: Callable[[], bool], limit: float) -> None:
-    async with asyncio.timeout(limit):
-        for _ in itertools.count():
-            if check():
-                return
-            await asyncio.sleep(0.05)
 
 
 def summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -213,7 +205,7 @@ async def test_idle_watch_of_a_departed_client_is_freed(cluster: EmbeddedCluster
     before = cluster.store.open_subscriptions
     session = aiohttp.ClientSession(cluster.url, headers={"Authorization": f"Bearer {cluster.admin_token}"})
     response = await session.get(COLLECTION, params={"watch": "1", "resourceVersion": "1"})
-    await eventually(lambda: cluster.store.open_subscriptions > before, 5)
+    await wait_for(lambda: cluster.store.open_subscriptions > before, "the watch is not open", limit=5)
     response.close()
     await session.close()
-    await eventually(lambda: cluster.store.open_subscriptions == before, 6)
+    await wait_for(lambda: cluster.store.open_subscriptions == before, "the watch was not let go", limit=6)

@@ -83,6 +83,7 @@ from service.core.requests import (
     WatchOperationRequest,
     WatchRequest,
 )
+from service.observability.telemetry import Telemetry
 from tests.support.openapi import SPEC_PATH, Exchange, call
 
 TOKEN = "secret-token-value"
@@ -507,10 +508,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve_fake() -> AsyncIterator[Served]:
+async def serve_fake(telemetry: Telemetry | None = None) -> AsyncIterator[Served]:
     """The adapter over the fake facade on 127.0.0.1, with fast keepalives for the SSE tests."""
     fake = FakeGateway()
-    app = create_rest_app(fake, openapi_path=SPEC_PATH,
+    app = create_rest_app(fake, openapi_path=SPEC_PATH, telemetry=telemetry,
                           stream_settings=StreamSettings(keepalive_seconds=0.05, first_event_grace_seconds=0.2))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

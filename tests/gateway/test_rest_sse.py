@@ -12,8 +12,11 @@ from multidict import CIMultiDict
 
 from service.api.rest import SSE_STREAMS, close_streams
 from service.core.domain import OperationState
+from service.observability.metrics import GatewayMetrics
+from service.observability.telemetry import Telemetry
 from tests.gateway.test_rest_adapter import AUTH, Served, create, serve_fake
 from tests.support.openapi import api_spec, parse_sse
+from tests.support.waiting import wait_for
 
 SSE = {**AUTH, "Accept": "text/event-stream"}
 
@@ -84,20 +87,26 @@ async def test_bad_last_event_id_and_unknown_operation_are_problems(served: Serv
     assert missing.status == 404 and missing.json()["reason"] == "RESOURCE_NOT_FOUND"
 
 
-async def test_idle_stream_sends_keepalives_and_notices_the_client_leaving(served: Served) -> None:
-    op_id = await new_operation(served)
-    path = f"/v1/operations/{op_id}:watch"
-    # Resuming at the current version: nothing to send yet, so headers go out after the grace period.
-    async with served.session.get(served.url + path, headers={**SSE, "Last-Event-ID": "1"}) as resp:
-        body = await read_until(resp, b": keepalive\n\n: keepalive\n\n")
-        await served.fake.advance(op_id, OperationState.RUNNING, "InProgress")
-        body += await read_until(resp, b"id: 2\n")
-        validate_stream(served, path, resp, body)
-        (stream,) = served.app[SSE_STREAMS]
-    # The client hung up: the next keepalive write fails and the server lets the watch go.
-    async with asyncio.timeout(5):
-        await stream.finished.wait()
-    assert served.fake.watches_closed == 1 and not served.app[SSE_STREAMS]
+async def test_idle_stream_sends_keepalives_and_notices_the_client_leaving() -> None:
+    metrics = GatewayMetrics()
+    async with serve_fake(Telemetry(metrics)) as served:
+        op_id = await new_operation(served)
+        path = f"/v1/operations/{op_id}:watch"
+        # Resuming at the current version: nothing to send yet, so headers go out after the grace period.
+        async with served.session.get(served.url + path, headers={**SSE, "Last-Event-ID": "1"}) as resp:
+            body = await read_until(resp, b": keepalive\n\n: keepalive\n\n")
+            await served.fake.advance(op_id, OperationState.RUNNING, "InProgress")
+            body += await read_until(resp, b"id: 2\n")
+            validate_stream(served, path, resp, body)
+            (stream,) = served.app[SSE_STREAMS]
+        # The client hung up: the keepalives find it out and the server lets the watch go;
+        # the call ends CANCELLED (the caller's doing), as when an event's write finds it out.
+        ended = {"method": "WatchOperation", "code": "CANCELLED", "protocol": "rest"}
+        async with asyncio.timeout(5):
+            await stream.finished.wait()
+        await wait_for(lambda: metrics.registry.get_sample_value("dvp_gateway_requests_total", ended) == 1,
+                       "the watch did not end CANCELLED")
+        assert served.fake.watches_closed == 1 and not served.app[SSE_STREAMS]
 
 
 async def test_failure_after_the_stream_started_is_an_error_event(served: Served) -> None:

@@ -30,6 +30,7 @@ from service.observability.telemetry import Telemetry
 from service.observability.tracing import kubernetes_path
 from service.settings import StartupError, UsageError, from_env
 from tests.support.gateway import GatewayServer, start_gateway
+from tests.support.waiting import wait_for
 
 sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -304,3 +305,39 @@ async def test_background_work_starts_no_trace(traced: GatewayServer, spans: InM
     # resyncs every 0.2 s, and the hub watches: none of it is a call, so none is a trace.
     await asyncio.sleep(1.0)
     assert [s.name for s in spans.get_finished_spans()] == []
+
+
+@pytest.mark.parametrize("door", ["grpc", "rest"])
+@sqlite
+async def test_a_traced_watch_is_one_span_ended_when_the_caller_hangs_up(
+        door: str, traced: GatewayServer, spans: InMemorySpanExporter, call_log: io.StringIO) -> None:
+    await create(traced, door, f"watched-{door}", f"setup-{uuid.uuid4().hex}")
+    request_id = f"watch-{door}-{uuid.uuid4().hex}"
+    if door == "grpc":
+        async with grpc.aio.insecure_channel(traced.grpc_target) as channel:
+            call = snapshot_service_pb2_grpc.SnapshotServiceStub(channel).WatchDiskSnapshots(
+                snapshot_service_pb2.WatchDiskSnapshotsRequest(namespace="demo"),
+                metadata=(("authorization", f"Bearer {traced.token}"), ("x-request-id", request_id)))
+            async with asyncio.timeout(10):
+                assert (await call.read()).snapshot.name == f"watched-{door}"
+            call.cancel()
+    else:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{traced.rest_url}/v1/namespaces/demo/disk-snapshots:watch",
+                headers={**traced.auth(), "X-Request-Id": request_id}) as response:
+            async with asyncio.timeout(10):
+                while not (line := await response.content.readline()).startswith(b"data:"):
+                    pass
+            assert f"watched-{door}".encode() in line
+    # The next event's write finds a hung-up SSE client out (gRPC knows at once); the
+    # gateway serves on.
+    await create(traced, door, f"after-{door}", f"after-{uuid.uuid4().hex}")
+    await wait_for(lambda: any(s.attributes is not None and s.attributes.get("dvp.request_id") == request_id
+                               and s.kind is SpanKind.SERVER for s in spans.get_finished_spans()),
+                   "the watch's span did not end", limit=10)
+    root = server_span(spans, "WatchDiskSnapshots", request_id)
+    assert root.attributes is not None and root.attributes.get("dvp.status_code") == "CANCELLED"
+    # The call's own log line carries the watch's trace id.
+    lines = [json.loads(line) for line in call_log.getvalue().splitlines()]
+    mine = [line for line in lines if line.get("request_id") == request_id]
+    assert root.context is not None and [line.get("trace_id") for line in mine] == [f"{root.context.trace_id:032x}"]

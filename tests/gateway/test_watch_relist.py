@@ -19,7 +19,7 @@ import contextlib
 import gc
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +35,7 @@ from service.cluster.watch_hub import Subscription, WatchHub, replace_events, we
 from service.core.errors import ApiError
 from service.core.ports import ClusterClient, ListResult, ResourceKind, WatchEvent
 from service.embedded_cluster.server import EmbeddedCluster, EmbeddedClusterConfig
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -127,16 +128,6 @@ async def hub_for(cluster: RestartableCluster, *, reconnect_delay: float = 0.02,
     finally:
         await hub.close()
         await kube.close()
-
-
-async def wait_for(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what} (within {limit} s)")
 
 
 async def restart(cluster: RestartableCluster, hub: WatchHub, objects: Iterable[Key]) -> None:

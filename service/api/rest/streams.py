@@ -216,6 +216,8 @@ async def serve_sse(request: web.Request, events: AsyncIterator[T],
             task = asyncio.current_task()
             if not (stream.closing.is_set() or stream.gone) or task is None or task.uncancel() > 0:
                 raise
+            if stream.gone:   # the caller hung up, as when a write finds it out
+                ended_with(request, CANCELLED)
         except (StopAsyncIteration, ApiError, ConnectionError):
             raise
         except Exception as exc:

@@ -20,7 +20,7 @@ import yaml
 
 from service.embedded_cluster.schema import SchemaAdmission
 from service.embedded_cluster.schema.loader import resource_types_of
-from tests.support.banner import read_banner
+from tests.support.banner import read_banner, stop_gracefully
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM_CRDS = REPO.parent / "shared" / "crds"
@@ -59,13 +59,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         banner = _read_banner(process, time.monotonic() + 60)
         yield Served(process, **banner)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                raise
+        assert stop_gracefully(process, 20), "the gateway did not stop on SIGTERM within 20 s"
 
 
 def _kubectl(served: Served, *args: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.banner import read_banner
+from tests.support.banner import read_banner, stop_gracefully
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -90,12 +89,7 @@ def scratch(tmp_path: Path) -> Iterator[Scratch]:
         assert banner["client"] == "var/client.yaml", "dvpctl finds ./var/client.yaml by itself"
         yield Scratch(tmp_path, banner, env)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        assert stop_gracefully(process, 30), "the gateway did not stop on SIGTERM within 30 s"
 
 
 def _run_bash(scratch: Scratch, block: Block, state: Path) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,7 @@ from service.client.partfile import PartMeta, PartPaths, save_meta
 from service.embedded_cluster.controllers.content import STRIPE, disk_sha256, iter_disk_content
 from service.embedded_cluster.controllers.kube import parse_quantity
 from service.embedded_cluster.controllers.resources import ANN_CONTENT_SEED
+from tests.support.banner import read_banner, stop_gracefully
 
 GATEWAY = Path(sys.executable).parent / "dvp-gateway"
 KUBECTL = "kubectl"
@@ -49,19 +50,8 @@ class Disk:
     size: int
 
 
-def _banner(process: subprocess.Popen[str], deadline: float) -> dict[str, str]:
-    assert process.stdout is not None
-    patterns = {"rest": re.compile(r"^REST\s+listening on (http://\S+)/v1"),
-                "kubeconfig": re.compile(r"kubectl --kubeconfig (\S+)\)")}
-    found: dict[str, str] = {}
-    while len(found) < len(patterns):
-        assert time.monotonic() < deadline, f"the gateway did not print its banner; got {found}"
-        line = process.stdout.readline()
-        assert line, f"the gateway exited early with {process.poll()}"
-        for key, pattern in patterns.items():
-            if match := pattern.search(line.strip()):
-                found[key] = match.group(1)
-    return found
+BANNER = {"rest": re.compile(r"^REST\s+listening on (http://\S+)/v1"),
+          "kubeconfig": re.compile(r"kubectl --kubeconfig (\S+)\)")}
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +62,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
          "--metrics-port", "0", "--embedded-step-delay", "0", "--log-format", "text"],
         cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        banner = _banner(process, time.monotonic() + 60)
+        banner = read_banner(process, BANNER, time.monotonic() + 60)
         served = Served(banner["rest"], banner["kubeconfig"], directory / "var" / "dev-token")
         yield served
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_gracefully(process, 20)
 
 
 def _kubectl(served: Served, *args: str, stdin: str | None = None) -> str:

@@ -1,8 +1,10 @@
-"""Reading what `dvp-gateway serve` prints at start: its banner lines, matched by pattern."""
+"""A `dvp-gateway serve` started by a test: what it prints at start (its banner lines,
+matched by pattern), and its graceful stop."""
 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 
@@ -23,3 +25,17 @@ def read_banner(process: subprocess.Popen[str], patterns: dict[str, re.Pattern[s
             if match := pattern.search(line.strip()):
                 found[key] = match.group(1)
     return found
+
+
+def stop_gracefully(process: subprocess.Popen[str], timeout: float) -> bool:
+    """SIGTERM (if still running) and wait; SIGKILL after ``timeout``. Whether it stopped
+    by itself in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return True

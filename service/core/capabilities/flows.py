@@ -27,7 +27,7 @@ from service.cluster.kinds import LABEL_OPERATION_ID
 from service.cluster.translate import metadata
 from service.core import validation as v
 from service.core.audit import AuditedCall
-from service.core.capabilities.shape import Creates, Deletes, Plan, Reads, labels_of
+from service.core.capabilities.shape import Creates, Deletes, Plan, Reads, WaitsOnSource, labels_of
 from service.core.domain import Caller, Operation, OperationError, OperationState, ResourceRef
 from service.core.errors import ApiError, Code, failed_precondition, not_found
 from service.core.idempotency import create_once, find_replay, request_document, request_hash
@@ -245,6 +245,11 @@ class WriteAhead:
         obj = await self._reads.fresh(cap.kind, op.namespace, op.resource.name)
         if obj is not None and op.resource.uid and metadata(obj).get("uid") != op.resource.uid:
             obj = None  # a new object under the old name: ours is gone
+        if obj is not None and isinstance(cap, WaitsOnSource):
+            lost = await cap.source_lost(self._reads, op, obj)
+            if lost is not None:
+                await self._writer.update(op.id, fail(lost))
+                return
         await self._writer.update(op.id, cap.follow(obj))
 
     # ------------------------------------------------------------ delete

@@ -16,8 +16,9 @@ from service.core import validation as v
 from service.core.capabilities.disk_snapshots import str_map
 from service.core.capabilities.registry import Deps, Registry
 from service.core.capabilities.shape import Plan, Reads
-from service.core.domain import Operation, OperationType, ResourceRef
+from service.core.domain import Operation, OperationError, OperationType, ResourceRef
 from service.core.errors import (
+    Code,
     FieldViolation,
     PreconditionViolation,
     failed_precondition,
@@ -30,6 +31,9 @@ from service.core.request_checks import RESERVED_LABELS
 from service.core.requests import RestoreDiskRequest
 
 KIND = VIRTUAL_DISK
+# The disk's DatasourceReady reason while its snapshot is missing or not Ready (the
+# platform does not tell the two apart).
+SNAPSHOT_NOT_READY = "VirtualDiskSnapshotNotReady"
 
 
 def source_size(disk: dict[str, Any]) -> str:
@@ -119,6 +123,28 @@ class RestoreDisk:
 
     def follow(self, obj: dict[str, Any] | None) -> Mutation:
         return follow_resource(KIND, obj, deleting=False)
+
+    async def source_lost(self, reads: Reads, op: Operation, obj: dict[str, Any]) -> OperationError | None:
+        """The disk still waits for its snapshot, and that snapshot is gone (deleted, or
+        another one under its name): the platform would wait for ever (it reports a
+        missing snapshot as not ready), so the operation fails, saying what to do."""
+        if not _waiting_for_snapshot(obj):
+            return None
+        snap = await reads.fresh(VIRTUAL_DISK_SNAPSHOT, op.namespace, op.target.name)
+        if snap is not None and not metadata(snap).get("deletionTimestamp") and (
+                not op.target.uid or metadata(snap).get("uid") == op.target.uid):
+            return None
+        disk = op.resource.name if op.resource else ""
+        return OperationError(Code.FAILED_PRECONDITION.value, "SNAPSHOT_DELETED", (
+            f"VirtualDiskSnapshot {op.target.name!r} was deleted before VirtualDisk {disk!r} was provisioned "
+            f"from it, so the disk stays Pending; delete the disk and restore from another snapshot"))
+
+
+def _waiting_for_snapshot(disk: dict[str, Any]) -> bool:
+    conditions = status(disk).get("conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "DatasourceReady" and c.get("status") == "False"
+        and c.get("reason") == SNAPSHOT_NOT_READY for c in conditions)
 
 
 def register(registry: Registry, deps: Deps) -> None:

@@ -12,10 +12,10 @@ resources with the capability's ``follow``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from service.cluster.translate import metadata
-from service.core.domain import Operation, OperationType, ResourceRef, ResourceResult
+from service.core.domain import Operation, OperationError, OperationType, ResourceRef, ResourceResult
 from service.core.errors import ApiError, Code, PreconditionViolation, not_found
 from service.core.op_updates import Mutation
 from service.core.ports import ClusterClient, ResourceKind, WatchSource
@@ -119,6 +119,16 @@ class Creates(Protocol[Req]):
 
     def follow(self, obj: dict[str, Any] | None) -> Mutation:
         """How the resource's status (None: it is gone) maps onto the operation."""
+
+
+@runtime_checkable
+class WaitsOnSource(Protocol):
+    """A create whose resource waits on another object the platform never gives up on
+    (a restored disk on its snapshot: deleted meanwhile, the disk stays Pending for ever).
+    The reconciler's periodic re-read asks it, so the operation ends instead."""
+
+    async def source_lost(self, reads: Reads, op: Operation, obj: dict[str, Any]) -> OperationError | None:
+        """Why the resource can never finish (None: it still can)."""
 
 
 class Deletes(Protocol):
